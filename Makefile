@@ -1,0 +1,42 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Both build .venv from the pinned requirement files when it is missing or stale.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.requirements.sha256
+REQ_FILES := requirements/base.txt requirements/test.txt
+REQ_HASH := $(shell cat $(REQ_FILES) 2>/dev/null | sha256sum | cut -d' ' -f1)
+
+.PHONY: venv test lint pytest colcon demo clean-venv
+
+# The stamp holds the hash of the requirement files it was built from: a changed file or a
+# venv whose interpreter no longer starts triggers a rebuild from scratch.
+venv:
+	@if [ ! -x $(VENV)/bin/python ] || ! $(VENV)/bin/python -c 'import sys' 2>/dev/null \
+	    || [ "$$(cat $(STAMP) 2>/dev/null)" != "$(REQ_HASH)" ]; then \
+	  echo "[venv] creating $(VENV) from $(REQ_FILES)"; \
+	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) \
+	  && $(VENV)/bin/pip install -q --upgrade pip \
+	  && $(VENV)/bin/pip install -q -r requirements/test.txt \
+	  && echo "$(REQ_HASH)" > $(STAMP) \
+	  || { echo "[venv] install failed: run 'rm -rf $(VENV)' and retry, or check network access to PyPI"; exit 1; }; \
+	else echo "[venv] $(VENV) is up to date"; fi
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+# The pytest suite, run through colcon so that the installed package is what gets tested.
+colcon: venv
+	source $(VENV)/bin/activate && rm -rf build install log/latest_test \
+	  && colcon build --packages-select bisestdc_ros --event-handlers console_direct- \
+	  && colcon test --packages-select bisestdc_ros --event-handlers console_cohesion+ \
+	       --pytest-args -p no:cacheprovider \
+	  && colcon test-result --verbose --all
+
+test: venv lint colcon
+
+demo: venv
+	$(VENV)/bin/python -m bisestdc_ros.demo
+
+clean-venv:
+	rm -rf $(VENV)

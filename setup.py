@@ -1,0 +1,36 @@
+"""ament_python package `bisestdc_ros`: the core library, the ROS 2 node and the tools."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "bisestdc_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=["bisestdc_core*", "bisestdc_ros*", "training*"]),
+    package_data={"training": ["configs/*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="bisestdc maintainers",
+    maintainer_email="maintainers@bisestdc.invalid",
+    description="BiSeSTDC small-object semantic segmentation for ROS 2",
+    license="MIT",
+    extras_require={"test": ["pytest"]},
+    entry_points={
+        "console_scripts": [
+            "segment_node = bisestdc_ros.segment_node:main",
+            "bisestdc-make-bag = bisestdc_ros.make_bag:main",
+            "bisestdc-bag-eval = bisestdc_ros.bag_eval:main",
+            "bisestdc-export = bisestdc_core.export:main",
+            "bisestdc-benchmark = bisestdc_core.benchmark:main",
+        ],
+    },
+)
