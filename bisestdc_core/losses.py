@@ -1,0 +1,103 @@
+"""Losses of the seed's recipe: OHEM cross-entropy and the detail-aggregation loss.
+
+Both are device-agnostic (they follow their inputs' device) and autocast-safe (they compute
+in float32).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .classes import IGNORE_INDEX
+
+
+class OhemCELoss(nn.Module):
+    """Online hard example mining cross-entropy.
+
+    Keeps every pixel whose probability for its true class is below ``thresh`` (loss above
+    -log(thresh)), and at least ``n_min = N*H*W * min_kept_ratio`` pixels (the hardest).
+    Ignored pixels never count.
+    """
+
+    def __init__(self, thresh: float = 0.7, min_kept_ratio: float = 1 / 16,
+                 ignore_index: int = IGNORE_INDEX):
+        super().__init__()
+        self.loss_thresh = -math.log(thresh)
+        self.min_kept_ratio = min_kept_ratio
+        self.ignore_index = ignore_index
+
+    def kept_pixels(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The per-pixel losses that OHEM keeps (1-D). logits N x C x H x W, labels N x H x W."""
+        loss = F.cross_entropy(
+            logits.float(), labels.long(), ignore_index=self.ignore_index, reduction="none"
+        ).flatten()
+        n_min = min(int(labels.numel() * self.min_kept_ratio), loss.numel())
+        hard = loss > self.loss_thresh
+        if int(hard.sum()) > n_min:
+            return loss[hard]
+        return loss.topk(n_min, sorted=False).values
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.kept_pixels(logits, labels).mean()
+
+
+def laplacian_kernel() -> torch.Tensor:
+    """3x3 Laplacian (-1 around, 8 centre) as a 1 x 1 x 3 x 3 conv weight."""
+    k = -torch.ones(3, 3)
+    k[1, 1] = 8.0
+    return k.view(1, 1, 3, 3)
+
+
+def dice_loss(probs: torch.Tensor, targets: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 - (2|P.T| + s) / (|P| + |T| + s), per sample, averaged. Inputs N x 1 x H x W."""
+    p = probs.flatten(1)
+    t = targets.flatten(1)
+    inter = (p * t).sum(1)
+    return (1 - (2 * inter + smooth) / (p.sum(1) + t.sum(1) + smooth)).mean()
+
+
+class DetailAggregateLoss(nn.Module):
+    """Detail loss: Laplacian-pyramid boundary targets, learnable fusion, BCE + dice.
+
+    Targets: Laplacian of the label map at strides 1, 2, 4, clamped at 0, thresholded at
+    0.1, nearest-upsampled to full size, fused by a 1x1 conv initialised (0.6, 0.3, 0.1) and
+    thresholded at 0.1 again.
+    """
+
+    def __init__(self, threshold: float = 0.1):
+        super().__init__()
+        self.threshold = threshold
+        self.register_buffer("laplacian", laplacian_kernel(), persistent=False)
+        self.fuse_kernel = nn.Parameter(torch.tensor([0.6, 0.3, 0.1]).view(1, 3, 1, 1))
+
+    def _binarise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x > self.threshold).float()
+
+    @torch.no_grad()
+    def detail_targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """labels N x H x W (train ids) -> N x 1 x H x W binary detail targets."""
+        gt = labels.unsqueeze(1).float()
+        size = gt.shape[-2:]
+        levels = []
+        for stride in (1, 2, 4):
+            edges = F.conv2d(gt, self.laplacian, stride=stride, padding=1).clamp(min=0)
+            if stride > 1:
+                edges = F.interpolate(edges, size=size, mode="nearest")
+            levels.append(self._binarise(edges))
+        fused = F.conv2d(torch.cat(levels, dim=1), self.fuse_kernel.float())
+        return self._binarise(fused)
+
+    def forward(self, detail_logits: torch.Tensor, labels: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """detail_logits N x 1 x h x w, labels N x H x W -> (bce, dice)."""
+        targets = self.detail_targets(labels)
+        logits = detail_logits.float()
+        if logits.shape[-2:] != targets.shape[-2:]:
+            logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear",
+                                   align_corners=True)
+        bce = F.binary_cross_entropy_with_logits(logits, targets)
+        return bce, dice_loss(torch.sigmoid(logits), targets)

@@ -1,0 +1,81 @@
+"""Networks: ``build_model(name, num_classes, weights=None, backbone_weights=None)``.
+
+Names: ``bisestdc`` (BiSeSTDC-Seg), ``stdc1`` (STDC1-Seg), ``stdc2`` (STDC2-Seg).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from .checkpoint import (
+    CheckpointError,
+    load_backbone_weights,
+    load_weights,
+    make_checkpoint,
+    read_file,
+    save_checkpoint,
+)
+from .segmentation import BiSeSTDCSeg, SegOutputs, STDCSeg, bisestdc_seg, stdc1_seg, stdc2_seg
+
+MODEL_REGISTRY: dict[str, Callable[[int], nn.Module]] = {
+    "bisestdc": bisestdc_seg,
+    "stdc1": stdc1_seg,
+    "stdc2": stdc2_seg,
+}
+
+__all__ = [
+    "MODEL_REGISTRY", "BiSeSTDCSeg", "STDCSeg", "SegOutputs", "CheckpointError", "build_model",
+    "load_checkpoint_model", "save_checkpoint", "make_checkpoint",
+]
+
+
+def build_model(
+    name: str, num_classes: int, weights: str | os.PathLike | None = None,
+    backbone_weights: str | os.PathLike | None = None,
+) -> nn.Module:
+    """Build a network by name, optionally loading full or ImageNet-backbone weights.
+
+    Args:
+        name: ``bisestdc``, ``stdc1`` or ``stdc2``.
+        num_classes: classes of the main and auxiliary heads.
+        weights: a project or seed checkpoint for the whole network.
+        backbone_weights: an ImageNet STDC backbone file (ignored when ``weights`` is given).
+    """
+    try:
+        factory = MODEL_REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODEL_REGISTRY)}") from None
+    model = factory(num_classes)
+    if weights is not None:
+        load_weights(model, weights, name)
+    elif backbone_weights is not None:
+        load_backbone_weights(model, backbone_weights)
+    return model
+
+
+def load_checkpoint_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the network a project checkpoint describes and load it (fp32, eval mode).
+
+    Returns:
+        ``(model, meta)`` with meta keys ``model``, ``num_classes``, ``class_set``, ``mean``,
+        ``std`` (and whatever else the trainer stored).
+    """
+    obj = read_file(path)
+    if not isinstance(obj, dict) or obj.get("format") != "bisestdc":
+        raise CheckpointError(
+            f"{path}: not a project checkpoint (no 'format': 'bisestdc'); for seed files use "
+            "build_model(name, num_classes, weights=path)"
+        )
+    for key in ("model", "num_classes"):
+        if key not in obj:
+            raise CheckpointError(f"{path}: project checkpoint lacks {key!r}")
+    model = build_model(obj["model"], int(obj["num_classes"]))
+    meta = load_weights(model, path, obj["model"])
+    meta.setdefault("class_set", "cityscapes")
+    meta.setdefault("mean", [0.485, 0.456, 0.406])
+    meta.setdefault("std", [0.229, 0.224, 0.225])
+    return model.float().eval(), meta

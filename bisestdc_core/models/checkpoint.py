@@ -1,0 +1,229 @@
+"""Reading, converting and writing checkpoints.
+
+Three kinds of file load into the networks:
+
+* the project's own checkpoints (``{"format": "bisestdc", "model": ..., "state_dict": ...}``),
+* the seed's segmentation checkpoints (``cp.backbone...`` names, aliased stage views,
+  optionally wrapped in ``{"state_dict": ...}`` and/or prefixed ``module.``),
+* the ImageNet STDC backbone files (``features.N...`` names, classifier tensors unused).
+
+Loading is all or nothing: a missing, unexpected or mis-shaped tensor raises
+:class:`CheckpointError` naming the file and the first offending tensors. Files are read with
+``torch.load(weights_only=True)``, so a checkpoint can never execute code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+PROJECT_FORMAT = "bisestdc"
+_SHOW = 5  # offending tensors named in an error message
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read or does not fit the network."""
+
+
+def read_file(path: str | os.PathLike) -> Any:
+    """torch.load with weights_only=True; errors name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types; all mean "unreadable"
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def unwrap_state_dict(obj: Any, path: str | os.PathLike = "<memory>") -> dict[str, torch.Tensor]:
+    """Take the tensor dict out of ``{'state_dict': ...}`` and strip DDP's ``module.``."""
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{path}: holds no state dict (found {type(obj).__name__})")
+    state = {}
+    for key, value in obj.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {key!r} is not a tensor")
+        state[key.removeprefix("module.")] = value
+    return state
+
+
+# ---- the seed's names -> ours ---------------------------------------------------------------
+
+# Tensors the seed's files carry that no project network uses: the aliased stage views
+# (x2..x32, SPx2..SPx8 share storage with features / featuresSP), the ImageNet classifier,
+# and the detail heads at strides 2, 4 and 16 that the seed built but never trained.
+_SEED_UNUSED = re.compile(
+    r"^cp\.backbone\.(x\d+|SPx\d+|conv_last|fc|bn|linear)\."
+    r"|^conv_out_sp(2|4|16)\."
+)
+_SEED_COMMON = [
+    (r"^cp\.backbone\.featuresSP\.", "backbone.detail_branch."),
+    (r"^cp\.backbone\.ffm\.", "backbone.detail_fusion."),
+    (r"^cp\.backbone\.features\.", "backbone.features."),
+    (r"^cp\.(arm\d+|conv_head\d+|conv_avg)\.", r"context.\1."),
+    (r"^conv_out\.", "head."),
+    (r"^conv_out_sp8\.", "detail_head."),
+    (r"^ffm\.", "ffm."),
+]
+# The seed numbers its aux heads one level coarser than where they sit in STDC-Seg.
+_SEED_AUX = {
+    "bisestdc": [(r"^conv_out8\.", "aux_head4."), (r"^conv_out16\.", "aux_head8."),
+                 (r"^conv_out32\.", "aux_head16.")],
+    "stdc": [(r"^conv_out16\.", "aux_head8."), (r"^conv_out32\.", "aux_head16.")],
+}
+
+
+def is_seed_state_dict(state: Mapping[str, Any]) -> bool:
+    return any(k.startswith("cp.backbone.") for k in state)
+
+
+def convert_seed_state_dict(state: Mapping[str, torch.Tensor], model_name: str) -> dict:
+    """Rename a seed segmentation state dict to this project's module names."""
+    rules = _SEED_COMMON + _SEED_AUX["bisestdc" if model_name == "bisestdc" else "stdc"]
+    out = {}
+    for key, value in state.items():
+        if _SEED_UNUSED.search(key):
+            continue
+        new_key = key
+        for pattern, repl in rules:
+            new_key, n = re.subn(pattern, repl, key)
+            if n:
+                break
+        out[new_key] = value
+    return out
+
+
+_IMAGENET_UNUSED = re.compile(r"^(x\d+|conv_last|fc|bn|linear)\.")
+
+
+def convert_imagenet_backbone(state: Mapping[str, torch.Tensor]) -> dict:
+    """ImageNet STDC file -> ``backbone.features.*`` names (classifier dropped)."""
+    return {
+        f"backbone.{k}": v for k, v in state.items() if not _IMAGENET_UNUSED.search(k)
+    }
+
+
+# ---- strict loading -------------------------------------------------------------------------
+
+def _check_and_load(
+    model: nn.Module, state: Mapping[str, torch.Tensor], path: str | os.PathLike,
+    select: Callable[[str], bool] = lambda _k: True,
+) -> None:
+    expected = {k: v for k, v in model.state_dict().items() if select(k)}
+    # The seed trained with InPlaceABN in some blocks: no num_batches_tracked there.
+    missing = [
+        k for k in expected if k not in state and not k.endswith("num_batches_tracked")
+    ]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k} (file {tuple(state[k].shape)}, network {tuple(expected[k].shape)})"
+        for k in state
+        if k in expected and state[k].shape != expected[k].shape
+    ]
+    problems = []
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es): {', '.join(mismatched[:_SHOW])}")
+    if missing:
+        problems.append(f"{len(missing)} missing tensor(s): {', '.join(missing[:_SHOW])}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensor(s): {', '.join(unexpected[:_SHOW])}")
+    if problems:
+        raise CheckpointError(
+            f"{path}: does not fit {type(model).__name__}: " + "; ".join(problems)
+        )
+    full = dict(model.state_dict())
+    for k, v in state.items():
+        full[k] = v.to(full[k].dtype)
+    model.load_state_dict(full, strict=True)
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, model_name: str) -> dict[str, Any]:
+    """Load a project or seed segmentation checkpoint into ``model`` (all or nothing).
+
+    Returns:
+        The project checkpoint's metadata (empty for seed files).
+    """
+    obj = read_file(path)
+    meta: dict[str, Any] = {}
+    if isinstance(obj, Mapping) and obj.get("format") == PROJECT_FORMAT:
+        meta = {k: v for k, v in obj.items() if k not in ("state_dict", "optimizer", "scaler")}
+        if meta.get("model") not in (None, model_name):
+            raise CheckpointError(
+                f"{path}: holds a {meta['model']!r} network, not {model_name!r}"
+            )
+    state = unwrap_state_dict(obj, path)
+    if is_seed_state_dict(state):
+        state = convert_seed_state_dict(state, model_name)
+    _check_and_load(model, state, path)
+    log.info("loaded %s weights from %s", model_name, path)
+    return meta
+
+
+def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load an ImageNet STDC backbone file into ``model.backbone.features`` (all of it)."""
+    state = convert_imagenet_backbone(unwrap_state_dict(read_file(path), path))
+    _check_and_load(model, state, path, select=lambda k: k.startswith("backbone.features."))
+    log.info("loaded ImageNet backbone from %s (detail branch and heads stay initialised)", path)
+
+
+# ---- writing --------------------------------------------------------------------------------
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temp file in the same folder, fsync, then rename over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def make_checkpoint(
+    model: nn.Module, model_name: str, class_set: str, half: bool = False,
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406), std: tuple[float, ...] = (0.229, 0.224, 0.225),
+    **extra: Any,
+) -> dict[str, Any]:
+    """The project's checkpoint dict for ``model`` (optionally with fp16 tensors)."""
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+        for k, v in model.state_dict().items()
+    }
+    return {
+        "format": PROJECT_FORMAT,
+        "model": model_name,
+        "num_classes": int(model.num_classes),
+        "class_set": class_set,
+        "mean": list(mean),
+        "std": list(std),
+        "state_dict": state,
+        **extra,
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, model_name: str,
+                    class_set: str, half: bool = False, **extra: Any) -> None:
+    atomic_save(make_checkpoint(model, model_name, class_set, half=half, **extra), path)

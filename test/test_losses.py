@@ -1,0 +1,102 @@
+"""Losses on hand-computable cases."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bisestdc_core.losses import DetailAggregateLoss, OhemCELoss, dice_loss
+
+
+def confident_logits(labels: torch.Tensor, num_classes: int, p_true: torch.Tensor):
+    """Logits whose softmax gives each pixel probability p_true for its label."""
+    n, h, w = labels.shape
+    rest = (1 - p_true) / (num_classes - 1)
+    probs = rest.unsqueeze(1).expand(n, num_classes, h, w).clone()
+    probs.scatter_(1, labels.clamp(max=num_classes - 1).unsqueeze(1), p_true.unsqueeze(1))
+    return probs.log()
+
+
+def test_ohem_keeps_all_hard_pixels_when_more_than_min():
+    labels = torch.zeros(1, 8, 8, dtype=torch.long)  # 64 pixels, n_min = 4
+    p = torch.full((1, 8, 8), 0.9)
+    p[0, :2] = 0.5  # 16 hard pixels (p < 0.7)
+    kept = OhemCELoss().kept_pixels(confident_logits(labels, 3, p), labels)
+    assert kept.numel() == 16
+    assert torch.allclose(kept, torch.full((16,), -math.log(0.5)), atol=1e-5)
+
+
+def test_ohem_keeps_n_min_hardest_when_few_are_hard():
+    labels = torch.zeros(2, 8, 8, dtype=torch.long)  # 128 pixels -> n_min = 8
+    p = torch.full((2, 8, 8), 0.95)
+    p[0, 0, :3] = 0.4  # 3 hard pixels only
+    p[1, 0, :5] = 0.8  # next hardest five
+    loss_fn = OhemCELoss()
+    kept = loss_fn.kept_pixels(confident_logits(labels, 3, p), labels)
+    assert kept.numel() == 8
+    expected = (3 * -math.log(0.4) + 5 * -math.log(0.8)) / 8
+    assert loss_fn(confident_logits(labels, 3, p), labels).item() == pytest.approx(expected, 1e-4)
+
+
+def test_ohem_ignores_255():
+    labels = torch.full((1, 4, 4), 255, dtype=torch.long)
+    labels[0, 0, 0] = 1
+    p = torch.full((1, 4, 4), 0.1)
+    kept = OhemCELoss().kept_pixels(confident_logits(labels, 3, p), labels)
+    assert kept.numel() == 1  # only the one labelled pixel is hard; ignored pixels have loss 0
+
+
+def _naive_laplacian(gt: np.ndarray, stride: int) -> np.ndarray:
+    padded = np.pad(gt.astype(np.float64), 1)
+    h, w = gt.shape
+    out = np.zeros(((h - 1) // stride + 1, (w - 1) // stride + 1))
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            win = padded[i * stride:i * stride + 3, j * stride:j * stride + 3]
+            out[i, j] = 9 * win[1, 1] - win.sum()
+    return np.clip(out, 0, None)
+
+
+def test_detail_targets_of_two_region_map():
+    # Left half class 0, right half class 1: the edge is the first column of the right half
+    # (and, through the zero padding, the right region's image border).
+    gt = np.zeros((8, 8), np.int64)
+    gt[:, 4:] = 1
+    targets = DetailAggregateLoss().detail_targets(torch.from_numpy(gt)[None])[0, 0].numpy()
+    levels = []
+    for s in (1, 2, 4):
+        edge = (_naive_laplacian(gt, s) > 0.1).astype(float)
+        levels.append(np.repeat(np.repeat(edge, s, 0), s, 1)[:8, :8])
+    expected = (0.6 * levels[0] + 0.3 * levels[1] + 0.1 * levels[2]) > 0.1
+    assert np.array_equal(targets.astype(bool), expected)
+    assert targets[3, 4] == 1 and targets[3, 3] == 0 and targets[3, 0] == 0
+    assert targets[3, 5] == 1  # the stride-2 edge, nearest-upsampled, covers two columns
+    assert targets[3, 6] == 0  # stride-4 edges alone (weight 0.1) do not pass the threshold
+
+
+def test_detail_targets_of_uniform_zero_map_are_empty():
+    t = DetailAggregateLoss().detail_targets(torch.zeros(1, 16, 16, dtype=torch.long))
+    assert t.sum() == 0
+
+
+def test_detail_loss_is_low_for_perfect_logits_and_upsamples():
+    loss_fn = DetailAggregateLoss()
+    labels = torch.zeros(1, 16, 16, dtype=torch.long)
+    labels[:, 4:12, 4:12] = 2
+    targets = loss_fn.detail_targets(labels)
+    good = (targets * 2 - 1) * 20
+    bce, dice = loss_fn(good, labels)
+    assert bce.item() < 1e-6 and dice.item() < 1e-3
+    bce_bad, dice_bad = loss_fn(-good, labels)
+    assert bce_bad.item() > 10 and dice_bad.item() > 0.9
+    low_res = torch.zeros(1, 1, 4, 4, requires_grad=True)
+    bce4, dice4 = loss_fn(low_res, labels)
+    (bce4 + dice4).backward()
+    assert low_res.grad is not None and torch.isfinite(low_res.grad).all()
+
+
+def test_dice_smooth_one():
+    p = torch.tensor([[[[1.0, 0.0]]]])
+    t = torch.tensor([[[[1.0, 1.0]]]])
+    assert dice_loss(p, t).item() == pytest.approx(1 - (2 * 1 + 1) / (1 + 2 + 1))
