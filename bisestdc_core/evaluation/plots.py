@@ -1,0 +1,77 @@
+"""Evaluation plots as PNG files (matplotlib's Agg canvas: no display, no global backend)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | Path,
+                          normalize: bool = True) -> Path:
+    """Confusion matrix heat map, rows = ground truth normalised to 1 (recall per class).
+
+    Args:
+        matrix: C x C counts, ``matrix[gt, pred]``.
+        names: C class names.
+        path: output PNG.
+        normalize: divide each row by its sum (empty rows stay 0).
+    """
+    m = np.asarray(matrix, np.float64)
+    if normalize:
+        rows = m.sum(1, keepdims=True)
+        m = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    n = len(names)
+    size = max(4.0, 0.45 * n + 2)
+    fig = Figure(figsize=(size, size))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(m, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None)
+    ax.set_xticks(range(n), names, rotation=90, fontsize=8)
+    ax.set_yticks(range(n), names, fontsize=8)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    if n <= 20:  # annotate the diagonal; off-diagonal text would be unreadable
+        for i in range(n):
+            ax.text(i, i, f"{m[i, i]:.2f}" if normalize else f"{int(m[i, i])}", ha="center",
+                    va="center", fontsize=6, color="white" if m[i, i] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title("confusion matrix (row-normalised)" if normalize else "confusion matrix")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_per_class_iou(ious: Sequence[float | None], names: Sequence[str], path: str | Path,
+                       small_objects: Sequence[str] = (), title: str = "") -> Path:
+    """Bar chart of per-class IoU (None/NaN classes shown empty); small objects highlighted.
+
+    Args:
+        ious: C IoUs in [0, 1] (None or NaN for classes not present).
+        names: C class names.
+        path: output PNG.
+        small_objects: names drawn in a second colour.
+        title: figure title (e.g. the mIoU).
+    """
+    values = np.array([np.nan if v is None else v for v in ious], np.float64)
+    colors = ["tab:orange" if n in small_objects else "tab:blue" for n in names]
+    fig = Figure(figsize=(max(5.0, 0.45 * len(names) + 2), 4))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.bar(range(len(names)), np.nan_to_num(values, nan=0.0), color=colors)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("IoU")
+    ax.grid(axis="y", alpha=0.3)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
