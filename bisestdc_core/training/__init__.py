@@ -1,0 +1,1 @@
+"""Training logic: typed configs, optimiser and schedule, the loop, checkpoints, DDP."""

@@ -1,0 +1,283 @@
+"""The training loop, in labelled steps: set-up, data, model, optimiser, resume, loop.
+
+Checkpoints: ``last.pt`` (everything needed to resume, written atomically every
+``train.ckpt_every`` iterations) and ``best.pt`` (the best network by val mIoU, project
+checkpoint format). A run killed at any moment resumes from ``last.pt`` and continues the same
+loss trajectory, because the data order and augmentations are functions of the iteration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from bisestdc_core.losses import DetailAggregateLoss, OhemCELoss
+from bisestdc_core.models import build_model, make_checkpoint
+from bisestdc_core.models.checkpoint import atomic_save, read_file
+
+from . import distributed
+from .config import Config, dump_config
+from .data import build_train_loader
+from .optim import build_optimizer, lr_at, set_lr
+
+log = logging.getLogger(__name__)
+
+CLASS_SET_OF_DATASET = {"cityscapes": "cityscapes", "synthetic": "cityscapes",
+                        "camvid": "camvid", "folder": "cityscapes"}
+
+
+class SegLoss(nn.Module):
+    """OHEM on the main head + aux_weight x OHEM on each aux head + detail BCE + dice."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        lc = cfg.loss
+        self.ohem = OhemCELoss(lc.ohem_thresh, lc.ohem_min_kept_ratio)
+        self.detail = DetailAggregateLoss()
+        self.aux_weight = lc.aux_weight
+        self.detail_weight = lc.detail_weight
+
+    def forward(self, outputs, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        main = self.ohem(outputs.main, labels)
+        aux = sum(self.ohem(a, labels) for a in outputs.aux)
+        bce, dice = self.detail(outputs.detail, labels)
+        total = main + self.aux_weight * aux + self.detail_weight * (bce + dice)
+        parts = {"main": main.detach(), "aux": aux.detach(), "detail_bce": bce.detach(),
+                 "detail_dice": dice.detach()}
+        return total, parts
+
+
+def _autocast(cfg: Config, device: torch.device):
+    if device.type != "cuda" or cfg.train.amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def _param_checksum(model: nn.Module) -> float:
+    with torch.no_grad():
+        return float(sum(p.double().sum() for p in model.parameters()))
+
+
+class Trainer:
+    """Owns the run: ``Trainer(cfg).fit()``."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.out_dir = Path(cfg.train.out_dir)
+        self.class_set = CLASS_SET_OF_DATASET[cfg.data.dataset]
+
+    # ---- 1. set-up ------------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.cfg
+        self.dist = distributed.setup(cfg.train.device)
+        self.device = self.dist.device
+        torch.manual_seed(cfg.train.seed)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            dump_config(cfg, self.out_dir / "config.yaml")
+            handler = logging.FileHandler(self.out_dir / "train.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logging.getLogger().addHandler(handler)
+
+    # ---- 2. data --------------------------------------------------------------------------
+    def _build_data(self) -> None:
+        self.loader, self.sampler = build_train_loader(
+            self.cfg, self.dist.rank, self.dist.world_size, self.device.type == "cuda")
+        self.val_dataset = None
+        if self.cfg.train.eval_every > 0 and self.dist.is_main:
+            from bisestdc_core.data.datasets import build_dataset
+
+            self.val_dataset = build_dataset(self.cfg.data.dataset, self.cfg.data.root,
+                                             self.cfg.data.val_split)
+
+    # ---- 3. model -------------------------------------------------------------------------
+    def _build_model(self) -> None:
+        mc = self.cfg.model
+        model = build_model(mc.name, mc.num_classes, weights=mc.weights,
+                            backbone_weights=mc.backbone_weights)
+        if self.dist.enabled and self.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = model.to(self.device)
+        if self.cfg.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        self.model = model
+        self.criterion = SegLoss(self.cfg).to(self.device)
+
+    # ---- 4. optimiser and scaler ----------------------------------------------------------
+    def _build_optimizer(self) -> None:
+        self.optimizer = build_optimizer(_unwrap(self.model), self.cfg.optim)
+        use_scaler = self.device.type == "cuda" and self.cfg.train.amp == "fp16"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    # ---- 5. resume ------------------------------------------------------------------------
+    def _resume(self) -> None:
+        self.start_iter = 0
+        self.best_miou = -1.0
+        last = self.out_dir / "last.pt"
+        if not last.is_file():
+            return
+        state = read_file(last)
+        _unwrap(self.model).load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.start_iter = int(state["iteration"])
+        self.best_miou = float(state.get("best_miou", -1.0))
+        log.info("resumed from %s at iteration %d", last, self.start_iter)
+
+    def _save_last(self, iteration: int) -> None:
+        if not self.dist.is_main:
+            return
+        ckpt = make_checkpoint(
+            _unwrap(self.model), self.cfg.model.name, self.class_set,
+            optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
+            iteration=iteration, best_miou=self.best_miou, torch_rng=torch.get_rng_state(),
+            config=self.cfg.to_dict(),
+        )
+        atomic_save(ckpt, self.out_dir / "last.pt")
+
+    # ---- evaluation -----------------------------------------------------------------------
+    def _evaluate(self, iteration: int) -> dict[str, Any] | None:
+        if self.val_dataset is None:
+            return None
+        from bisestdc_core.evaluation import evaluate
+
+        model = _unwrap(self.model)
+        model.eval()
+        dataset = self.val_dataset
+        if self.cfg.train.eval_max_images:
+            from torch.utils.data import Subset
+
+            dataset = Subset(dataset, range(min(len(dataset), self.cfg.train.eval_max_images)))
+        metrics = evaluate(model, dataset, scale=self.cfg.data.eval_scale, device=self.device,
+                           num_classes=self.cfg.model.num_classes)
+        model.train()
+        miou = float(metrics["miou"])
+        self.writer.add_scalar("val/miou", miou, iteration)
+        if metrics.get("small_object_miou") is not None:
+            self.writer.add_scalar("val/small_object_miou", metrics["small_object_miou"],
+                                   iteration)
+        log.info("iteration %d: val mIoU %.4f", iteration, miou)
+        if miou > self.best_miou:
+            self.best_miou = miou
+            atomic_save(make_checkpoint(model, self.cfg.model.name, self.class_set,
+                                        iteration=iteration, val_metrics=metrics),
+                        self.out_dir / "best.pt")
+            (self.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return metrics
+
+    # ---- 6. loop --------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        self._setup()
+        self._build_data()
+        self._build_model()
+        self._build_optimizer()
+        self._resume()
+        cfg, tc = self.cfg, self.cfg.train
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(self.out_dir / "tb") if self.dist.is_main else _NullWriter()
+        history = open(self.out_dir / "losses.jsonl", "a") if self.dist.is_main else None
+        model = self.model
+        model.train()
+        per_epoch = self.sampler.batches_per_epoch
+        it = self.start_iter
+        images_seen, train_seconds = 0, 0.0
+        bar = tqdm(total=tc.max_iters, initial=it, desc="train", unit="it",
+                   disable=not self.dist.is_main, dynamic_ncols=True)
+        while it < tc.max_iters:
+            self.sampler.set_position(it // per_epoch, it % per_epoch)
+            t0 = time.perf_counter()
+            for images, labels in self.loader:
+                images = images.to(self.device, non_blocking=True)
+                labels = labels.to(self.device, non_blocking=True)
+                if tc.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                lr = lr_at(it, cfg.optim, tc.max_iters)
+                set_lr(self.optimizer, lr)
+                with _autocast(cfg, self.device):
+                    outputs = model(images)
+                loss, parts = self.criterion(outputs, labels)
+                if not math.isfinite(loss.item()):
+                    raise FloatingPointError(f"loss is {loss.item()} at iteration {it}")
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                it += 1
+                images_seen += images.shape[0] * self.dist.world_size
+                bar.update(1)
+                if history is not None:
+                    record = {"iteration": it, "loss": loss.item(), "lr": lr,
+                              **{k: float(v) for k, v in parts.items()}}
+                    history.write(json.dumps(record) + "\n")
+                    history.flush()
+                if self.dist.is_main and (it % tc.log_every == 0 or it == tc.max_iters):
+                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+                    self.writer.add_scalar("train/loss", loss.item(), it)
+                    self.writer.add_scalar("train/lr", lr, it)
+                    for k, v in parts.items():
+                        self.writer.add_scalar(f"train/{k}", float(v), it)
+                    log.info("iteration %d/%d loss %.4f lr %.3e", it, tc.max_iters,
+                             loss.item(), lr)
+                if it % tc.ckpt_every == 0 or it == tc.max_iters:
+                    self._save_last(it)
+                if tc.eval_every and (it % tc.eval_every == 0 or it == tc.max_iters):
+                    train_seconds += time.perf_counter() - t0
+                    self._evaluate(it)
+                    distributed.barrier(self.dist)
+                    t0 = time.perf_counter()
+                if it >= tc.max_iters:
+                    break
+            train_seconds += time.perf_counter() - t0
+        bar.close()
+        summary = self._finish(it, images_seen, train_seconds)
+        if history is not None:
+            history.close()
+        self.writer.close()
+        distributed.cleanup()
+        return summary
+
+    # ---- 7. finish ------------------------------------------------------------------------
+    def _finish(self, it: int, images_seen: int, train_seconds: float) -> dict[str, Any]:
+        checksum = torch.tensor([_param_checksum(_unwrap(self.model))], dtype=torch.float64)
+        checksums = [checksum.clone() for _ in range(self.dist.world_size)]
+        if self.dist.enabled:
+            torch.distributed.all_gather(checksums, checksum)
+        summary = {
+            "iterations": it,
+            "images_per_s": images_seen / train_seconds if train_seconds > 0 else None,
+            "train_seconds": train_seconds,
+            "best_miou": self.best_miou if self.best_miou >= 0 else None,
+            "world_size": self.dist.world_size,
+            "rank_param_checksums": [float(c) for c in checksums],
+        }
+        if self.dist.is_main:
+            (self.out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+
+class _NullWriter:
+    def add_scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
