@@ -115,6 +115,12 @@ def _check_type(where: str, value: Any, annotation: Any) -> Any:
         return [_check_type(f"{where}[{i}]", v, item_type) for i, v in enumerate(value)]
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, str):
+        # YAML 1.1 reads "1e-5" (no dot) as a string; accept what Python reads as a number.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if annotation is int and isinstance(value, bool):
         raise ConfigError(f"{where}: expected int, got {value!r}")
     if not isinstance(value, annotation):

@@ -132,6 +132,10 @@ class Trainer:
         self.start_iter = 0
         self.best_miou = -1.0
         last = self.out_dir / "last.pt"
+        if self.dist.is_main:
+            # A run killed while saving leaves its temp file behind; last.pt itself is intact.
+            for stale in self.out_dir.glob(".last.pt.*.tmp"):
+                stale.unlink()
         if not last.is_file():
             return
         state = read_file(last)
@@ -158,17 +162,14 @@ class Trainer:
     def _evaluate(self, iteration: int) -> dict[str, Any] | None:
         if self.val_dataset is None:
             return None
-        from bisestdc_core.evaluation import evaluate
+        from bisestdc_core.evaluation.evaluator import evaluate
 
         model = _unwrap(self.model)
         model.eval()
-        dataset = self.val_dataset
-        if self.cfg.train.eval_max_images:
-            from torch.utils.data import Subset
-
-            dataset = Subset(dataset, range(min(len(dataset), self.cfg.train.eval_max_images)))
-        metrics = evaluate(model, dataset, scale=self.cfg.data.eval_scale, device=self.device,
-                           num_classes=self.cfg.model.num_classes)
+        metrics = evaluate(model, self.val_dataset, scale=self.cfg.data.eval_scale,
+                           device=self.device, num_classes=self.cfg.model.num_classes,
+                           limit=self.cfg.train.eval_max_images or None, progress=False)
+        metrics.pop("confusion_matrix", None)
         model.train()
         miou = float(metrics["miou"])
         self.writer.add_scalar("val/miou", miou, iteration)

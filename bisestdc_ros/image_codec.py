@@ -1,0 +1,245 @@
+"""sensor_msgs Image / CompressedImage <-> numpy, with cv_bridge's semantics and no cv_bridge.
+
+cv_bridge is not available everywhere this node runs (pip-installed ROS, containers without the
+vision_opencv stack), so the conversions it would do are reimplemented here. The decoding core
+(`decode_raw`, `decode_compressed`) takes plain fields (encoding, sizes, step, endianness,
+bytes) and never touches ROS types; the `*_msg` helpers only read or build the messages.
+
+Decoding returns the frame *and* its channel order ("rgb" or "bgr") so an rgb8 camera is handed
+to the segmenter without a colour conversion; views into the message buffer are returned where
+the layout allows (row padding is skipped with strides, not copied).
+
+Conversions (what ``cv_bridge.toCvCopy(msg, "bgr8")`` does, see vision_opencv
+cv_bridge/src/cv_bridge.cpp, getConversionCodes()):
+
+- rgb8 / bgr8: as is (rgb8 reported as channel order "rgb").
+- rgba8 / bgra8: alpha dropped (cv2.COLOR_RGBA2BGR / COLOR_BGRA2BGR).
+- mono8: replicated to 3 channels (COLOR_GRAY2BGR).
+- mono16: scaled by 255/65535 with rounding, as toCvCopy's depth change does
+  (``convertTo(..., 255. / 65535.)``), then replicated. cvtColorForDisplay's dynamic min/max
+  scaling is *not* used: it would make the network's input depend on each frame's contents.
+  ``is_bigendian`` is honoured (cv_bridge byte-swaps with mixChannels likewise).
+- yuv422 (UYVY byte order, ROS's historical name) -> COLOR_YUV2BGR_UYVY;
+  yuv422_yuy2 (YUYV) -> COLOR_YUV2BGR_YUY2. Both need an even width.
+- Bayer: OpenCV names its Bayer codes after the 2x2 block starting at the *second* row and
+  column, so cv_bridge maps bayer_rggb8 -> COLOR_BayerBG2BGR, bayer_bggr8 -> COLOR_BayerRG2BGR,
+  bayer_gbrg8 -> COLOR_BayerGR2BGR, bayer_grbg8 -> COLOR_BayerGB2BGR; the same mapping is used
+  here.
+- CompressedImage (jpeg, png, anything cv2.imdecode reads): decoded to BGR (IMREAD_COLOR).
+
+Stricter than cv_bridge in one place and looser in another: data longer than step * height is
+accepted (the excess is ignored; cv_bridge refuses it), shorter data is refused.
+"""
+
+from __future__ import annotations
+
+import array
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+RGB = "rgb"
+BGR = "bgr"
+
+
+class ImageDecodeError(ValueError):
+    """A message that cannot be turned into a frame; ``reason`` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Layout:
+    channels: int
+    bytes_per_channel: int
+    conversion: int | None  # cv2 colour code to BGR; None: usable as is
+    order: str  # channel order of the result
+
+
+_LAYOUTS: dict[str, _Layout] = {
+    "rgb8": _Layout(3, 1, None, RGB),
+    "bgr8": _Layout(3, 1, None, BGR),
+    "rgba8": _Layout(4, 1, cv2.COLOR_RGBA2BGR, BGR),
+    "bgra8": _Layout(4, 1, cv2.COLOR_BGRA2BGR, BGR),
+    "mono8": _Layout(1, 1, cv2.COLOR_GRAY2BGR, BGR),
+    "mono16": _Layout(1, 2, cv2.COLOR_GRAY2BGR, BGR),
+    "yuv422": _Layout(2, 1, cv2.COLOR_YUV2BGR_UYVY, BGR),
+    "yuv422_yuy2": _Layout(2, 1, cv2.COLOR_YUV2BGR_YUY2, BGR),
+    # See the module docstring: OpenCV's Bayer names are shifted by one row and column.
+    "bayer_rggb8": _Layout(1, 1, cv2.COLOR_BayerBG2BGR, BGR),
+    "bayer_bggr8": _Layout(1, 1, cv2.COLOR_BayerRG2BGR, BGR),
+    "bayer_gbrg8": _Layout(1, 1, cv2.COLOR_BayerGR2BGR, BGR),
+    "bayer_grbg8": _Layout(1, 1, cv2.COLOR_BayerGB2BGR, BGR),
+}
+
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
+
+# Sizes above this are refused before any allocation: no camera sends them, and a corrupt header
+# must not make the node allocate gigabytes (the data length check alone happens later for
+# compressed images).
+MAX_SIDE = 16384
+
+LABELS_PNG_FORMAT = "mono8; png compressed mono8"
+
+
+def decode_raw(
+    encoding: str,
+    height: int,
+    width: int,
+    step: int,
+    is_bigendian: bool,
+    data: Any,
+) -> tuple[np.ndarray, str]:
+    """Raw image fields -> (H x W x 3 uint8 frame, channel order "rgb" | "bgr").
+
+    Args:
+        encoding: sensor_msgs/image_encodings name (see SUPPORTED_ENCODINGS).
+        height, width: image size in pixels.
+        step: bytes per row, padding included.
+        is_bigendian: byte order of multi-byte channels (mono16).
+        data: any buffer (bytes, array.array('B') as rclpy gives, numpy array).
+
+    Raises:
+        ImageDecodeError: unknown encoding or an inconsistent layout.
+    """
+    layout = _LAYOUTS.get(encoding)
+    if layout is None:
+        raise ImageDecodeError(
+            f"unsupported encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
+        )
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"empty image: {width} x {height}")
+    if height > MAX_SIDE or width > MAX_SIDE:
+        raise ImageDecodeError(f"image too large: {width} x {height} (max side {MAX_SIDE})")
+    row_bytes = width * layout.channels * layout.bytes_per_channel
+    if step < row_bytes:
+        raise ImageDecodeError(
+            f"step {step} < width * channels * bytes ({width} * {layout.channels} * "
+            f"{layout.bytes_per_channel} = {row_bytes})"
+        )
+    if encoding.startswith("yuv422") and width % 2:
+        raise ImageDecodeError(f"{encoding} needs an even width, got {width}")
+    buffer = np.frombuffer(data, np.uint8)
+    if buffer.size < step * height:
+        raise ImageDecodeError(
+            f"data has {buffer.size} bytes, expected step * height = {step} * {height} = "
+            f"{step * height}"
+        )
+    # Rows are a strided view: padding (step > row_bytes) is skipped without a copy.
+    rows = buffer[: step * height].reshape(height, step)[:, :row_bytes]
+
+    if layout.bytes_per_channel == 2:
+        # astype to the native byte order copies into an aligned, contiguous array; the copy is
+        # needed anyway for the depth change below.
+        dtype = ">u2" if is_bigendian else "<u2"
+        pixels16 = np.ascontiguousarray(rows).view(dtype).reshape(height, width)
+        # toCvCopy's 16 -> 8 bit change: convertTo(..., 255 / 65535) with rounding.
+        pixels = cv2.convertScaleAbs(pixels16.astype(np.uint16), alpha=255.0 / 65535.0)
+    elif layout.channels == 1:
+        pixels = rows
+    else:
+        pixels = rows.reshape(height, width, layout.channels)
+
+    if layout.conversion is None:
+        return pixels, layout.order
+    return cv2.cvtColor(pixels, layout.conversion), layout.order
+
+
+def decode_compressed(fmt: str, data: Any) -> tuple[np.ndarray, str]:
+    """CompressedImage fields -> (H x W x 3 uint8 BGR frame, "bgr").
+
+    The format string is informational only (cv2.imdecode sniffs the content), as in cv_bridge.
+
+    Raises:
+        ImageDecodeError: empty or undecodable data.
+    """
+    buffer = np.frombuffer(data, np.uint8)
+    if buffer.size == 0:
+        raise ImageDecodeError(f"empty compressed image (format {fmt!r})")
+    try:
+        frame = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    except cv2.error as error:  # some codecs raise instead of returning None
+        raise ImageDecodeError(f"cannot decode {fmt!r} image: {error}") from error
+    if frame is None or frame.size == 0:
+        raise ImageDecodeError(f"cannot decode {fmt!r} image of {buffer.size} bytes")
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ImageDecodeError(f"decoded {fmt!r} image has layout {frame.shape} {frame.dtype}")
+    return frame, BGR
+
+
+def image_msg_to_frame(msg: Any) -> tuple[np.ndarray, str]:
+    """sensor_msgs/Image -> (frame, channel order); see decode_raw."""
+    return decode_raw(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian),
+                      msg.data)
+
+
+def compressed_msg_to_frame(msg: Any) -> tuple[np.ndarray, str]:
+    """sensor_msgs/CompressedImage -> (BGR frame, "bgr"); see decode_compressed."""
+    return decode_compressed(msg.format, msg.data)
+
+
+def to_bgr(frame: np.ndarray, order: str) -> np.ndarray:
+    """A decoded frame in BGR order (no copy when it already is)."""
+    return frame if order == BGR else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+
+
+def _byte_array(image: np.ndarray) -> array.array:
+    # array('B') is what rclpy stores uint8[] fields as; assigning one skips the per-element
+    # check the setter does for other sequences (10 ms -> <1 ms for a 1080p bgr8 frame).
+    out = array.array("B")
+    out.frombytes(np.ascontiguousarray(image).data)
+    return out
+
+
+def _image_msg(image: np.ndarray, encoding: str, header: Any):
+    from sensor_msgs.msg import Image  # message package only; the decoders do not need it
+
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(image.shape[0]), int(image.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(image.shape[1] * (image.shape[2] if image.ndim == 3 else 1))
+    msg.data = _byte_array(image)
+    return msg
+
+
+def labels_to_image_msg(labels: np.ndarray, header: Any = None):
+    """H x W uint8 train ids -> sensor_msgs/Image mono8."""
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise ValueError(f"labels must be H x W uint8, got {labels.shape} {labels.dtype}")
+    return _image_msg(labels, "mono8", header)
+
+
+def bgr_to_image_msg(image: np.ndarray, header: Any = None):
+    """H x W x 3 uint8 BGR -> sensor_msgs/Image bgr8."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be H x W x 3 uint8, got {image.shape} {image.dtype}")
+    return _image_msg(image, "bgr8", header)
+
+
+def labels_to_png_compressed(labels: np.ndarray, header: Any = None, compression: int = 1):
+    """H x W uint8 train ids -> lossless PNG sensor_msgs/CompressedImage.
+
+    The format string is the one image_transport's compressed plugin writes for a mono8 PNG, so
+    ``republish compressed raw`` and compressed_image_transport subscribers decode it as mono8.
+    Compression level 1: label maps are highly redundant, higher levels cost time, not size.
+    """
+    from sensor_msgs.msg import CompressedImage
+
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise ValueError(f"labels must be H x W uint8, got {labels.shape} {labels.dtype}")
+    ok, encoded = cv2.imencode(".png", labels, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    msg.format = LABELS_PNG_FORMAT
+    msg.data = _byte_array(encoded)
+    return msg

@@ -1,0 +1,574 @@
+"""segment_node: semantic segmentation of one or more camera streams with one shared engine.
+
+A thin node over the core: `bisestdc_core.inference.Segmenter` does the network work,
+`image_codec` converts messages, `bisestdc_core.small_objects` renders and extracts small objects,
+`segment_config` holds the parameter rules and the topic layout.
+
+Threading: subscription callbacks (executor thread) only store the newest message of their camera
+in a `LatestFrameSlots`; one worker thread takes pending frames round-robin, decodes, segments and
+publishes. A frame replaced before the worker got to it is a drop. Outputs without subscribers
+are not computed.
+
+Topics, per input topic ``<ns>/<image>`` (see `segment_config.output_topics`):
+    <ns>/segmentation/labels             sensor_msgs/Image mono8 train ids
+    <ns>/segmentation/color              sensor_msgs/Image bgr8 palette colours
+    <ns>/segmentation/overlay            sensor_msgs/Image bgr8 frame + colours + small objects
+    <ns>/segmentation/latency            diagnostic_msgs/DiagnosticArray, stage timings per frame
+    <ns>/segmentation/confidence         sensor_msgs/Image mono8 (publish_confidence)
+    <ns>/segmentation/labels/compressed  sensor_msgs/CompressedImage PNG (publish_labels_compressed)
+    <ns>/segmentation/small_objects      vision_msgs/Detection2DArray (only where vision_msgs
+                                         imports)
+and /diagnostics (DiagnosticArray) every diagnostics_period seconds. All outputs carry the input
+header (stamp and frame_id) unchanged.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import (
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from sensor_msgs.msg import CompressedImage, Image
+
+from bisestdc_core.small_objects import (
+    SmallObject,
+    colorize,
+    draw_overlay,
+    find_small_objects,
+    palette_lut,
+)
+from bisestdc_ros.frame_slots import LatestFrameSlots
+from bisestdc_ros.image_codec import (
+    ImageDecodeError,
+    bgr_to_image_msg,
+    compressed_msg_to_frame,
+    image_msg_to_frame,
+    labels_to_image_msg,
+    labels_to_png_compressed,
+    to_bgr,
+)
+from bisestdc_ros.segment_config import (
+    PARAMETERS,
+    ConfigError,
+    SegmentConfig,
+    input_topic,
+    output_topics,
+    validate,
+)
+
+try:  # vision_msgs is optional (not installable everywhere); without it no detections topic.
+    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+except ImportError:
+    Detection2DArray = None
+
+NODE_NAME = "segment_node"
+LOG_THROTTLE_S = 5.0
+LATENCY_WINDOW = 1000  # samples kept for the p50/p99 in /diagnostics
+
+_PARAMETER_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL,
+    int: ParameterType.PARAMETER_INTEGER,
+    float: ParameterType.PARAMETER_DOUBLE,
+    str: ParameterType.PARAMETER_STRING,
+    list: ParameterType.PARAMETER_STRING_ARRAY,  # the only list parameters are string lists
+}
+
+
+class StartupError(RuntimeError):
+    """The node cannot start with its parameters (bad value, missing model file, ...)."""
+
+
+def _stamp_seconds(stamp: Any) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+@dataclass
+class Camera:
+    """Publishers and counters of one input stream."""
+
+    index: int
+    topic: str
+    publishers: dict[str, Any]
+    detections: Any = None
+    frames: int = 0
+    input_errors: int = 0
+    buffers: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A reusable uint8 output buffer (publishing copies, so reuse is safe)."""
+        buf = self.buffers.get(name)
+        if buf is None or buf.shape != shape:
+            buf = self.buffers[name] = np.empty(shape, np.uint8)
+        return buf
+
+
+class SegmentNode(Node):
+    """Segments camera streams; see the module docstring for topics and threading."""
+
+    def __init__(self, segmenter: Any = None, start_worker: bool = True, **node_kwargs: Any):
+        """Declare and validate parameters, build the engine, create the ROS interfaces.
+
+        Args:
+            segmenter: an already built engine (tests, benchmarks); None builds a
+                `bisestdc_core.inference.Segmenter` from the parameters.
+            start_worker: False leaves the worker thread off (benchmarks call
+                `process_frame` themselves).
+            node_kwargs: passed to rclpy's Node (context, parameter_overrides, ...).
+
+        Raises:
+            StartupError: invalid parameters or an engine that cannot be created.
+        """
+        super().__init__(NODE_NAME, **node_kwargs)
+        for spec in PARAMETERS:
+            if spec.name != "small_object_classes":
+                self._declare(spec.name, spec.default, spec.description, spec.read_only)
+        values = {s.name: self.get_parameter(s.name).value for s in PARAMETERS
+                  if s.name != "small_object_classes"}
+        try:
+            config = validate(values)
+        except ConfigError as error:
+            raise StartupError(f"invalid parameter: {error}") from error
+
+        self._segmenter = segmenter if segmenter is not None else self._build_segmenter(config)
+        class_set = self._segmenter.class_set
+        self._class_names: tuple[str, ...] = tuple(class_set.names)
+        spec = next(s for s in PARAMETERS if s.name == "small_object_classes")
+        # Declared after the engine: its default is the engine's class set's own list.
+        self._declare(spec.name, list(class_set.small_objects), spec.description, spec.read_only)
+        try:
+            self._config = validate(
+                {**values, spec.name: self.get_parameter(spec.name).value}, self._class_names
+            )
+        except ConfigError as error:
+            raise StartupError(f"invalid parameter: {error}") from error
+        self._palette = np.asarray(class_set.palette_bgr(), np.uint8)
+        self._lut = palette_lut(self._palette)
+        self._small_ids = self._class_ids(self._config.small_object_classes)
+
+        # Registered after the declarations: they run for runtime changes only.
+        self.add_on_set_parameters_callback(self._validate_parameter_changes)
+        self.add_post_set_parameters_callback(self._apply_parameter_changes)
+
+        self._slots = LatestFrameSlots(len(self._config.image_topics))
+        self._stats_lock = threading.Lock()
+        self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._window_frames = 0
+        self._window_start = time.monotonic()
+        self._window_input_errors = 0
+        self._window_engine_errors = 0
+        self._engine_errors = 0
+        self._last_engine_error = ""
+
+        self._cameras = [self._create_camera(i, t) for i, t in enumerate(self._config.image_topics)]
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.create_timer(
+            self._config.diagnostics_period, self._publish_diagnostics
+        )
+
+        self._stopping = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="segment_worker", daemon=True)
+        if start_worker:
+            self._worker.start()
+        self.get_logger().info(
+            f"segmenting {', '.join(self._config.image_topics)} ({self._config.input_type}) with "
+            f"{self.engine_name} {self.precision}; small objects: "
+            f"{', '.join(self._config.small_object_classes) or 'none'}"
+        )
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    def _declare(self, name: str, default: Any, description: str, read_only: bool) -> None:
+        descriptor = ParameterDescriptor(
+            description=description,
+            read_only=read_only,
+            type=_PARAMETER_TYPES[type(default)],
+        )
+        self.declare_parameter(name, default, descriptor)
+
+    @staticmethod
+    def _build_segmenter(config: SegmentConfig) -> Any:
+        try:
+            from bisestdc_core.inference import Segmenter
+        except ImportError as error:
+            raise StartupError(f"the inference package is not importable: {error}") from error
+        try:
+            return Segmenter(
+                weights=config.weights or None,
+                onnx=config.onnx or None,
+                engine_path=config.engine_path or None,
+                engine=config.engine,
+                device=config.device,
+                precision=config.precision,
+                network_size=config.network_size,
+                model_name=config.model_name,
+                num_classes=config.num_classes,
+            )
+        except (OSError, ValueError, RuntimeError, KeyError, ImportError) as error:
+            # Missing files, unknown models, unavailable engines: the node cannot run at all.
+            raise StartupError(f"cannot create the {config.engine} engine: {error}") from error
+
+    def _create_camera(self, index: int, topic: str) -> Camera:
+        config = self._config
+        names = output_topics(topic)
+        # Outputs are reliable (depth 1): reliable publishers match both reliable and best-effort
+        # subscribers (rviz, bag recorders), and depth 1 keeps only the newest result.
+        out_qos = QoSProfile(
+            depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE
+        )
+        publishers = {
+            "labels": self.create_publisher(Image, names["labels"], out_qos),
+            "color": self.create_publisher(Image, names["color"], out_qos),
+            "overlay": self.create_publisher(Image, names["overlay"], out_qos),
+            "latency": self.create_publisher(DiagnosticArray, names["latency"], out_qos),
+            "confidence": self.create_publisher(Image, names["confidence"], out_qos),
+            "labels/compressed": self.create_publisher(
+                CompressedImage, names["labels/compressed"], out_qos
+            ),
+        }
+        detections = None
+        if Detection2DArray is not None:
+            # Not exercised in this repository's tests: vision_msgs is not installable here.
+            prefix = names["labels"].rsplit("/", 1)[0]
+            detections = self.create_publisher(
+                Detection2DArray, f"{prefix}/small_objects", out_qos
+            )
+        if config.qos == "sensor_data":
+            in_qos = QoSProfile(
+                depth=config.qos_depth,
+                history=qos_profile_sensor_data.history,
+                reliability=qos_profile_sensor_data.reliability,
+                durability=qos_profile_sensor_data.durability,
+            )
+        else:
+            in_qos = QoSProfile(
+                depth=config.qos_depth,
+                history=HistoryPolicy.KEEP_LAST,
+                reliability=ReliabilityPolicy.RELIABLE,
+            )
+        msg_type = CompressedImage if config.input_type == "compressed" else Image
+        self.create_subscription(
+            msg_type,
+            input_topic(topic, config.input_type),
+            lambda msg, i=index: self._on_image(i, msg),
+            in_qos,
+        )
+        return Camera(index, topic, publishers, detections)
+
+    def _class_ids(self, names: tuple[str, ...] | None) -> tuple[int, ...]:
+        return tuple(self._class_names.index(n) for n in names or ())
+
+    # --- parameters at runtime ------------------------------------------------------------
+
+    def _current_values(self) -> dict[str, Any]:
+        return {s.name: self.get_parameter(s.name).value for s in PARAMETERS}
+
+    def _validate_parameter_changes(self, params: list[Parameter]) -> SetParametersResult:
+        proposed = self._current_values()
+        proposed.update({p.name: p.value for p in params})
+        try:
+            validate(proposed, self._class_names)
+        except ConfigError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameter_changes(self, params: list[Parameter]) -> None:
+        config = validate(self._current_values(), self._class_names)
+        # One assignment each: the worker reads a consistent snapshot without a lock.
+        self._small_ids = self._class_ids(config.small_object_classes)
+        self._config = config
+        self.get_logger().info(
+            "parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params)
+        )
+
+    # --- frames -----------------------------------------------------------------------------
+
+    @property
+    def engine_name(self) -> str:
+        return str(getattr(self._segmenter, "engine_name", "unknown"))
+
+    @property
+    def precision(self) -> str:
+        return str(getattr(self._segmenter, "precision", "unknown"))
+
+    @property
+    def cameras(self) -> list[Camera]:
+        return self._cameras
+
+    def _on_image(self, index: int, msg: Any) -> None:
+        # Executor thread: store and return at once; all work happens in the worker.
+        self._slots.put(index, (msg, time.monotonic()))
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            taken = self._slots.take(timeout=0.2)
+            if taken is None:
+                continue
+            index, (msg, received) = taken
+            self.process_frame(index, msg, received)
+
+    def stop(self) -> None:
+        """Stop the worker thread (before destroy_node)."""
+        self._stopping.set()
+        self._slots.close()
+        if self._worker.is_alive():
+            self._worker.join(timeout=10.0)
+
+    def _decode(self, msg: Any) -> tuple[np.ndarray, str]:
+        if isinstance(msg, CompressedImage):
+            return compressed_msg_to_frame(msg)
+        return image_msg_to_frame(msg)
+
+    def _wanted(self, camera: Camera, config: SegmentConfig) -> dict[str, bool]:
+        """Outputs that are enabled and have at least one subscriber."""
+        enabled = {
+            "labels": config.publish_labels,
+            "color": config.publish_color,
+            "overlay": config.publish_overlay,
+            "latency": config.publish_latency,
+            "confidence": config.publish_confidence,
+            "labels/compressed": config.publish_labels_compressed,
+        }
+        wanted = {
+            name: on and camera.publishers[name].get_subscription_count() > 0
+            for name, on in enabled.items()
+        }
+        wanted["detections"] = (
+            camera.detections is not None and camera.detections.get_subscription_count() > 0
+        )
+        return wanted
+
+    def process_frame(
+        self, index: int, msg: Any, received: float | None = None
+    ) -> dict[str, float] | None:
+        """Decode, segment and publish one frame of camera ``index``.
+
+        Returns:
+            The stage timings in ms (as published on the latency topic), or None when the frame
+            was skipped (malformed message or an engine failure).
+        """
+        camera = self._cameras[index]
+        config = self._config
+        small_ids = self._small_ids
+        received = time.monotonic() if received is None else received
+        t0 = time.perf_counter()
+        try:
+            frame, order = self._decode(msg)
+        except ImageDecodeError as error:
+            camera.input_errors += 1
+            with self._stats_lock:
+                self._window_input_errors += 1
+            self.get_logger().warning(
+                f"skipping a malformed frame on {camera.topic}: {error.reason}",
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+            return None
+        t_decoded = time.perf_counter()
+
+        wanted = self._wanted(camera, config)
+        try:
+            result = self._segmenter.segment(
+                frame, channel_order=order, with_confidence=wanted["confidence"]
+            )
+        except (RuntimeError, ValueError, MemoryError) as error:
+            # An engine failure must not kill the worker: count it, report ERROR on
+            # /diagnostics and go on with the next frame.
+            with self._stats_lock:
+                self._engine_errors += 1
+                self._window_engine_errors += 1
+                self._last_engine_error = str(error)
+            self.get_logger().error(
+                f"segmentation failed on {camera.topic}: {error}",
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+            return None
+        t_segmented = time.perf_counter()
+
+        labels = result.labels
+        header = msg.header
+        objects: list[SmallObject] = []
+        if wanted["overlay"] or wanted["latency"] or wanted["detections"]:
+            objects = find_small_objects(
+                labels, small_ids, config.small_object_min_area,
+                confidence=result.confidence, class_names=self._class_names,
+            )
+        color = None
+        if wanted["color"] or wanted["overlay"]:
+            color = colorize(labels, self._lut, out=camera.buffer("color", (*labels.shape, 3)))
+        overlay = None
+        if wanted["overlay"]:
+            overlay = draw_overlay(
+                to_bgr(frame, order), labels, self._palette, objects, self._class_names,
+                config.overlay_opacity, color=color,
+                out=camera.buffer("overlay", (*labels.shape, 3)),
+            )
+        t_rendered = time.perf_counter()
+
+        pubs = camera.publishers
+        if wanted["labels"]:
+            pubs["labels"].publish(labels_to_image_msg(labels, header))
+        if wanted["color"]:
+            pubs["color"].publish(bgr_to_image_msg(color, header))
+        if overlay is not None:
+            pubs["overlay"].publish(bgr_to_image_msg(overlay, header))
+        if wanted["confidence"] and result.confidence is not None:
+            pubs["confidence"].publish(labels_to_image_msg(result.confidence, header))
+        if wanted["labels/compressed"]:
+            pubs["labels/compressed"].publish(labels_to_png_compressed(labels, header))
+        if wanted["detections"]:
+            camera.detections.publish(self._detections_msg(objects, header))
+        t_published = time.perf_counter()
+
+        engine_ms = dict(result.timings_ms)
+        timings = {
+            "decode_ms": (t_decoded - t0) * 1e3,
+            "preprocess_ms": float(engine_ms.get("preprocess", 0.0)),
+            "inference_ms": float(engine_ms.get("inference", 0.0)),
+            "postprocess_ms": float(engine_ms.get("postprocess", 0.0)),
+            "segment_ms": (t_segmented - t_decoded) * 1e3,
+            "render_ms": (t_rendered - t_segmented) * 1e3,
+            "publish_ms": (t_published - t_rendered) * 1e3,
+        }
+        stamp = _stamp_seconds(header.stamp)
+        now = self.get_clock().now().nanoseconds * 1e-9
+        # Only meaningful when the camera stamps with the same clock; 0 stamps give nonsense,
+        # so they are reported as -1.
+        timings["end_to_end_ms"] = (now - stamp) * 1e3 if stamp > 0 else -1.0
+        node_latency_ms = (time.monotonic() - received) * 1e3
+        timings["node_latency_ms"] = node_latency_ms
+        camera.frames += 1
+        with self._stats_lock:
+            self._latencies.append(node_latency_ms)
+            self._window_frames += 1
+        if wanted["latency"]:
+            pubs["latency"].publish(self._latency_msg(camera, header, timings, objects))
+        return timings
+
+    def _latency_msg(
+        self, camera: Camera, header: Any, timings: dict[str, float], objects: list[SmallObject]
+    ) -> DiagnosticArray:
+        values = [KeyValue(key=k, value=f"{v:.3f}") for k, v in timings.items()]
+        values.append(KeyValue(key="drops", value=str(self._slots.drops(camera.index))))
+        values.append(KeyValue(key="input_errors", value=str(camera.input_errors)))
+        for class_id in self._small_ids:
+            count = sum(o.class_id == class_id for o in objects)
+            values.append(
+                KeyValue(key=f"small_objects/{self._class_names[class_id]}", value=str(count))
+            )
+        status = DiagnosticStatus(
+            level=DiagnosticStatus.OK,
+            name=f"{self.get_name()}: {camera.topic}",
+            message="frame segmented",
+            hardware_id=camera.topic,
+            values=values,
+        )
+        return DiagnosticArray(header=header, status=[status])
+
+    def _detections_msg(self, objects: list[SmallObject], header: Any) -> Any:
+        # Only reached where vision_msgs imports (not in this repository's test environment).
+        array_msg = Detection2DArray(header=header)
+        for obj in objects:
+            x, y, w, h = obj.box
+            detection = Detection2D(header=header)
+            detection.bbox.center.position.x = x + w / 2.0
+            detection.bbox.center.position.y = y + h / 2.0
+            detection.bbox.size_x, detection.bbox.size_y = float(w), float(h)
+            hypothesis = ObjectHypothesisWithPose()
+            hypothesis.hypothesis.class_id = obj.class_name or str(obj.class_id)
+            hypothesis.hypothesis.score = (
+                obj.mean_confidence if obj.mean_confidence is not None else 1.0
+            )
+            detection.results.append(hypothesis)
+            array_msg.detections.append(detection)
+        return array_msg
+
+    # --- /diagnostics ---------------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        config = self._config
+        now = time.monotonic()
+        with self._stats_lock:
+            elapsed = max(now - self._window_start, 1e-6)
+            frames = self._window_frames
+            input_errors = self._window_input_errors
+            engine_errors = self._window_engine_errors
+            latencies = np.array(self._latencies, np.float64)
+            last_engine_error = self._last_engine_error
+            self._window_start = now
+            self._window_frames = self._window_input_errors = self._window_engine_errors = 0
+        p50, p99 = (np.percentile(latencies, [50, 99]) if latencies.size else (0.0, 0.0))
+        if engine_errors:
+            level, message = DiagnosticStatus.ERROR, f"engine failed: {last_engine_error}"
+        elif latencies.size and p99 > config.latency_budget_ms:
+            level = DiagnosticStatus.WARN
+            message = f"p99 latency {p99:.1f} ms above budget {config.latency_budget_ms:.1f} ms"
+        elif input_errors:
+            level, message = DiagnosticStatus.WARN, f"{input_errors} malformed input frames"
+        elif frames == 0:
+            level, message = DiagnosticStatus.OK, "waiting for frames"
+        else:
+            level, message = DiagnosticStatus.OK, "segmenting"
+        values = {
+            "engine": self.engine_name,
+            "precision": self.precision,
+            "cameras": str(len(self._cameras)),
+            "rate_hz": f"{frames / elapsed:.2f}",
+            "latency_p50_ms": f"{p50:.2f}",
+            "latency_p99_ms": f"{p99:.2f}",
+            "latency_budget_ms": f"{config.latency_budget_ms:.1f}",
+            "drops": str(self._slots.total_drops()),
+            "input_errors": str(sum(c.input_errors for c in self._cameras)),
+            "engine_errors": str(self._engine_errors),
+            "frames": str(sum(c.frames for c in self._cameras)),
+        }
+        status = DiagnosticStatus(
+            level=level,
+            name=f"{self.get_name()}: segmentation",
+            message=message,
+            hardware_id=self.engine_name,
+            values=[KeyValue(key=k, value=v) for k, v in values.items()],
+        )
+        array_msg = DiagnosticArray(status=[status])
+        array_msg.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(array_msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SegmentNode()
+        rclpy.spin(node)
+    except (StartupError, ParameterException) as error:
+        # Bad parameters or model files: say why and exit non-zero (launch shows the message).
+        get_logger(NODE_NAME).fatal(f"cannot start: {error}")
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.stop()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
