@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 from bisestdc_core.data.synthetic import write_dataset
 from bisestdc_core.models import build_model, load_checkpoint_model
 from bisestdc_core.training.config import ConfigError, load_config
 from bisestdc_core.training.optim import build_optimizer, lr_at
-from conftest import REPO_ROOT
 
 CONFIG = REPO_ROOT / "training/configs/bisestdc_synthetic.yaml"
 ALL_CONFIGS = sorted((REPO_ROOT / "training/configs").glob("*.yaml"))
