@@ -1,0 +1,367 @@
+"""rosbag2 reading and writing with `rosbags` (no rosbag2_py, no ROS installation needed).
+
+Writing: :class:`BagWriter` (sqlite3 or mcap storage, optional zstd file/message compression)
+plus constructors for the messages the bag tools write (Header, Image, CompressedImage,
+CameraInfo, mono8 labels), all built from the ``ROS2_KILTED`` typestore so the bag carries
+the definitions ``ros2 bag`` expects.
+
+Reading: :class:`BagReader` wraps ``rosbags.highlevel.AnyReader`` and turns every way a bag can
+be unreadable (missing folder, broken metadata.yaml, truncated database or mcap file) into one
+:class:`BagError` whose message names the bag. Messages are deserialised into rosbags' own
+dataclasses, whose field names match rclpy's, so `image_codec` decodes them unchanged.
+
+Stamps are integer nanoseconds everywhere (``sec * 1e9 + nanosec``): exact keys for matching
+images, labels and node outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import struct
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import cv2
+import numpy as np
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.rosbag2 import (
+    CompressionFormat,
+    CompressionMode,
+    ReaderError,
+    StoragePlugin,
+    Writer,
+    WriterError,
+)
+from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys.store import Typestore
+
+from bisestdc_ros.image_codec import ImageDecodeError, decode_compressed, decode_raw
+
+log = logging.getLogger(__name__)
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
+
+STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
+COMPRESSIONS = {"none": None, "file": CompressionMode.FILE, "message": CompressionMode.MESSAGE}
+BAG_VERSION = 9  # rosbag2 metadata version written by Jazzy and Kilted
+
+NS_PER_S = 1_000_000_000
+
+# Errors rosbags and the storage libraries raise for files that are not (complete) bags.
+_READ_ERRORS = (AnyReaderError, ReaderError, sqlite3.Error, struct.error, OSError, ValueError,
+                KeyError, EOFError)
+
+
+class BagError(RuntimeError):
+    """A bag that cannot be used; the message names the bag (and topic) and says why."""
+
+
+@lru_cache(maxsize=1)
+def typestore() -> Typestore:
+    """The message definitions of ROS 2 Kilted (the distribution this package targets)."""
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+# --- stamps and messages ----------------------------------------------------------------------
+
+
+def stamp_ns(msg: Any) -> int:
+    """Header stamp of a message (rclpy or rosbags) as integer nanoseconds."""
+    stamp = msg.header.stamp
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+def header_msg(stamp: int, frame_id: str) -> Any:
+    """std_msgs/Header with ``stamp`` (ns)."""
+    types = typestore().types
+    time = types["builtin_interfaces/msg/Time"](sec=stamp // NS_PER_S, nanosec=stamp % NS_PER_S)
+    return types["std_msgs/msg/Header"](stamp=time, frame_id=frame_id)
+
+
+def image_msg(image: np.ndarray, encoding: str, header: Any) -> Any:
+    """H x W x C (or H x W) uint8 array -> sensor_msgs/Image with ``encoding`` (no padding)."""
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError(f"image must be H x W [x C] uint8, got {image.shape} {image.dtype}")
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    return typestore().types[IMAGE](
+        header=header, height=int(image.shape[0]), width=int(image.shape[1]), encoding=encoding,
+        is_bigendian=0, step=int(image.shape[1] * channels),
+        data=np.ascontiguousarray(image).reshape(-1),
+    )
+
+
+def labels_msg(labels: np.ndarray, header: Any) -> Any:
+    """H x W uint8 train ids -> sensor_msgs/Image mono8."""
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be H x W, got {labels.shape}")
+    return image_msg(labels, "mono8", header)
+
+
+def compressed_image_msg(image_bgr: np.ndarray, fmt: str, header: Any,
+                         jpeg_quality: int = 95) -> Any:
+    """H x W x 3 BGR -> sensor_msgs/CompressedImage, as image_transport's compressed plugin.
+
+    Args:
+        image_bgr: H x W x 3 uint8 BGR.
+        fmt: ``jpeg`` or ``png``.
+        header: std_msgs/Header.
+        jpeg_quality: 1..100 (the plugin's default is 95).
+    """
+    if fmt == "jpeg":
+        ok, encoded = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    elif fmt == "png":
+        ok, encoded = cv2.imencode(".png", image_bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    else:
+        raise ValueError(f"compressed format must be jpeg or png, got {fmt!r}")
+    if not ok:
+        raise ValueError(f"{fmt} encoding failed for an image of shape {image_bgr.shape}")
+    # The format string compressed_image_transport writes for a bgr8 source.
+    return typestore().types[COMPRESSED_IMAGE](
+        header=header, format=f"bgr8; {fmt} compressed bgr8", data=encoded.reshape(-1))
+
+
+def camera_info_msg(height: int, width: int, header: Any,
+                    horizontal_fov_deg: float = 60.0) -> Any:
+    """sensor_msgs/CameraInfo of an undistorted pinhole camera with a plausible focal length.
+
+    The bag sources carry no calibration; a 60 degree horizontal field of view with the principal
+    point at the image centre is what a typical automotive front camera has.
+    """
+    focal = (width / 2.0) / np.tan(np.radians(horizontal_fov_deg) / 2.0)
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    types = typestore().types
+    return types[CAMERA_INFO](
+        header=header, height=int(height), width=int(width), distortion_model="plumb_bob",
+        d=np.zeros(5, np.float64),
+        k=np.array([focal, 0, cx, 0, focal, cy, 0, 0, 1], np.float64),
+        r=np.eye(3, dtype=np.float64).reshape(-1),
+        p=np.array([focal, 0, cx, 0, 0, focal, cy, 0, 0, 0, 1, 0], np.float64),
+        binning_x=0, binning_y=0,
+        roi=types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                      do_rectify=False),
+    )
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+def frame_from_msg(msg: Any, msgtype: str) -> tuple[np.ndarray, str]:
+    """Image or CompressedImage -> (H x W x 3 uint8 frame, channel order), as segment_node does.
+
+    Raises:
+        ImageDecodeError: an encoding or payload the node could not decode either.
+    """
+    if msgtype == COMPRESSED_IMAGE:
+        return decode_compressed(msg.format, msg.data)
+    return decode_raw(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian),
+                      msg.data)
+
+
+def labels_from_msg(msg: Any, msgtype: str) -> np.ndarray:
+    """A labels message (mono8 Image, or a PNG CompressedImage) -> H x W uint8 train ids.
+
+    Raises:
+        ImageDecodeError: not a single-channel 8-bit label image.
+    """
+    if msgtype == COMPRESSED_IMAGE:
+        buffer = np.frombuffer(msg.data, np.uint8)
+        labels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+        if labels is None or labels.ndim != 2 or labels.dtype != np.uint8:
+            raise ImageDecodeError(f"labels must be a mono8 PNG (format {msg.format!r})")
+        return labels
+    if msg.encoding not in ("mono8", "8UC1"):
+        raise ImageDecodeError(f"labels must be mono8, got encoding {msg.encoding!r}")
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.frombuffer(msg.data, np.uint8)
+    if step < width or data.size < step * height:
+        raise ImageDecodeError(f"labels data of {data.size} bytes does not hold {width} x "
+                               f"{height} with step {step}")
+    return data[: step * height].reshape(height, step)[:, :width]
+
+
+def image_size(msg: Any, msgtype: str) -> tuple[int, int]:
+    """(height, width) of an image message (compressed ones are decoded to find out)."""
+    if msgtype == COMPRESSED_IMAGE:
+        frame, _ = frame_from_msg(msg, msgtype)
+        return int(frame.shape[0]), int(frame.shape[1])
+    return int(msg.height), int(msg.width)
+
+
+def wire_bytes(msg: Any) -> int:
+    """Bytes one message of this image puts on the wire (what DDS has to carry)."""
+    return int(np.asarray(msg.data).size)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+class BagWriter:
+    """A rosbag2 being written: topics are added once, messages stamped in nanoseconds.
+
+    Args:
+        path: the bag folder to create (must not exist).
+        storage: ``sqlite3`` or ``mcap``.
+        compression: ``none``, ``file`` (the whole storage file zstd-compressed when closed) or
+            ``message`` (each message zstd-compressed).
+
+    Raises:
+        BagError: the path exists or the options are unknown.
+    """
+
+    def __init__(self, path: str | Path, storage: str = "sqlite3", compression: str = "none"):
+        if storage not in STORAGES:
+            raise BagError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+        if compression not in COMPRESSIONS:
+            raise BagError(
+                f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
+        self.path = Path(path)
+        try:
+            self._writer = Writer(self.path, version=BAG_VERSION,
+                                  storage_plugin=STORAGES[storage])
+        except WriterError as error:
+            raise BagError(f"cannot create bag {self.path}: {error}") from error
+        mode = COMPRESSIONS[compression]
+        if mode is not None:
+            self._writer.set_compression(mode, CompressionFormat.ZSTD)
+        self._connections: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+
+    def __enter__(self) -> BagWriter:
+        self._writer.open()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        # rosbags closes (writes metadata.yaml) on success and aborts on an exception.
+        self._writer.__exit__(exc_type, exc, tb)
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        """Declare ``topic`` with its message type (before writing to it)."""
+        if topic in self._connections:
+            raise BagError(f"topic {topic} added twice to {self.path}")
+        self._connections[topic] = self._writer.add_connection(topic, msgtype,
+                                                               typestore=typestore())
+        self.counts[topic] = 0
+
+    def write(self, topic: str, msg: Any, timestamp: int) -> None:
+        """Serialise ``msg`` and write it to ``topic`` with bag time ``timestamp`` (ns)."""
+        connection = self._connections[topic]
+        self._writer.write(connection, timestamp,
+                           typestore().serialize_cdr(msg, connection.msgtype))
+        self.counts[topic] += 1
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+class BagReader:
+    """A rosbag2 (sqlite3 or mcap, compressed or not) opened for reading.
+
+    Use as a context manager. ``topics`` maps topic -> message type, ``counts`` topic ->
+    messages.
+
+    Raises:
+        BagError: the path is missing or is not a readable bag (message names the path).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BagError(f"bag not found: {self.path}")
+        self._reader: AnyReader | None = None
+        self.topics: dict[str, str] = {}
+        self.counts: dict[str, int] = {}
+
+    def __enter__(self) -> BagReader:
+        try:
+            reader = AnyReader([self.path], default_typestore=typestore())
+            reader.open()
+        except _READ_ERRORS as error:
+            raise BagError(f"cannot read bag {self.path} (corrupt or not a rosbag2): "
+                           f"{error}") from error
+        self._reader = reader
+        for connection in reader.connections:
+            self.topics[connection.topic] = connection.msgtype
+            self.counts[connection.topic] = (self.counts.get(connection.topic, 0)
+                                             + int(connection.msgcount))
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def describe_topics(self) -> str:
+        """``topic (type, N msgs)`` per topic, for error messages."""
+        if not self.topics:
+            return "none"
+        return ", ".join(f"{t} ({m.rsplit('/', 1)[-1]}, {self.counts.get(t, 0)} msgs)"
+                         for t, m in sorted(self.topics.items()))
+
+    def require_topic(self, topic: str, msgtypes: Iterable[str]) -> str:
+        """Check that ``topic`` exists with one of ``msgtypes``; returns its type.
+
+        Raises:
+            BagError: naming the bag, the topic and the topics that do exist.
+        """
+        msgtypes = tuple(msgtypes)
+        if topic not in self.topics:
+            raise BagError(f"topic {topic} not in bag {self.path}; its topics: "
+                           f"{self.describe_topics()}")
+        if self.topics[topic] not in msgtypes:
+            raise BagError(f"topic {topic} in bag {self.path} has type {self.topics[topic]}, "
+                           f"expected {' or '.join(msgtypes)}")
+        return self.topics[topic]
+
+    def image_topic(self, requested: str | None) -> str:
+        """The image topic to use: ``requested``, else the bag's only Image/CompressedImage
+        topic that is not a labels-like topic.
+
+        Raises:
+            BagError: requested topic missing, or none / several candidates.
+        """
+        if requested:
+            self.require_topic(requested, IMAGE_TYPES)
+            return requested
+        candidates = [t for t, m in sorted(self.topics.items())
+                      if m in IMAGE_TYPES and not _looks_like_labels(t)]
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise BagError(f"no image topic in bag {self.path}; its topics: "
+                           f"{self.describe_topics()}")
+        raise BagError(f"bag {self.path} has several image topics ({', '.join(candidates)}); "
+                       f"choose one with --image-topic")
+
+    def messages(self, topics: Iterable[str]) -> Iterator[tuple[str, int, Any]]:
+        """(topic, bag timestamp ns, deserialised message) of ``topics`` in bag time order.
+
+        Raises:
+            BagError: a message that cannot be read or deserialised (truncated storage).
+        """
+        assert self._reader is not None, "use BagReader as a context manager"
+        wanted = set(topics)
+        connections = [c for c in self._reader.connections if c.topic in wanted]
+        if not connections:
+            return
+        try:
+            for connection, timestamp, raw in self._reader.messages(connections=connections):
+                msg = self._reader.deserialize(raw, connection.msgtype)
+                yield connection.topic, int(timestamp), msg
+        except _READ_ERRORS as error:
+            raise BagError(f"cannot read messages of {sorted(wanted)} from bag {self.path} "
+                           f"(corrupt?): {error}") from error
+
+
+def _looks_like_labels(topic: str) -> bool:
+    """Label and segmentation outputs are images too; they are never the camera."""
+    lowered = topic.lower()
+    return any(word in lowered for word in ("label", "segmentation", "/depth"))
