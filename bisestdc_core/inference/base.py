@@ -1,0 +1,69 @@
+"""What every engine returns, and the host-side (numpy/OpenCV) steps ONNX Runtime and TensorRT
+share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+# OpenCV's own thread pool fights PyTorch's OpenMP pool for the same cores: measured here,
+# merely importing cv2 made a torch CPU forward ~3x slower. Our OpenCV calls are small
+# (label resizes), so run them on the calling thread. Process-wide, hence set where cv2 is
+# first imported by the engines.
+cv2.setNumThreads(0)
+
+
+@dataclass
+class EngineOutput:
+    """One frame's result from an engine.
+
+    Attributes:
+        labels: H x W uint8 train ids at the frame's size.
+        confidence: H x W uint8 or None.
+        timings_ms: 'preprocess', 'inference', 'postprocess' in milliseconds.
+    """
+
+    labels: np.ndarray
+    confidence: np.ndarray | None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    name: str
+    precision: str
+    device: str
+    network_size: tuple[int, int]
+
+    def infer(self, frame: np.ndarray, channel_order: str, with_confidence: bool) -> EngineOutput:
+        """frame: H x W x 3 uint8 in ``channel_order``."""
+        ...
+
+
+def prepare_frame(
+    frame: np.ndarray, channel_order: str, engine_order: str,
+    input_hw: Sequence[int] | None = None,
+) -> np.ndarray:
+    """H x W x 3 uint8 -> 1 x h x w x 3 contiguous uint8 in the engine's channel order.
+
+    ``input_hw`` is the engine's fixed input size (None: any size). Resizing here (OpenCV,
+    bilinear) only happens for fixed-size graphs; dynamic graphs resize inside, exactly like
+    the PyTorch engine.
+    """
+    if input_hw is not None and tuple(frame.shape[:2]) != tuple(input_hw):
+        frame = cv2.resize(frame, (int(input_hw[1]), int(input_hw[0])),
+                           interpolation=cv2.INTER_LINEAR)
+    if channel_order != engine_order:
+        frame = frame[..., ::-1]
+    return np.ascontiguousarray(frame)[None]
+
+
+def resize_map(labels: np.ndarray, size_hw: Sequence[int]) -> np.ndarray:
+    """h x w uint8 -> H x W uint8, nearest (OpenCV's floor rule, as torch's 'nearest')."""
+    if tuple(labels.shape[:2]) == tuple(size_hw):
+        return labels
+    return cv2.resize(labels, (int(size_hw[1]), int(size_hw[0])),
+                      interpolation=cv2.INTER_NEAREST)

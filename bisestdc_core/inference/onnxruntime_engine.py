@@ -1,0 +1,138 @@
+"""ONNX Runtime engine for graphs exported by :mod:`bisestdc_core.export`.
+
+CPUExecutionProvider by default (all graph optimisations, one intra-op thread per usable
+core); CUDAExecutionProvider first when it is installed and a CUDA device is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .base import EngineOutput, prepare_frame, resize_map
+
+log = logging.getLogger(__name__)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (affinity/cgroup-aware where the OS tells us)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def cuda_provider_available() -> bool:
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def make_session(onnx_path: str | os.PathLike, device: str = "cpu",
+                 threads: int | None = None) -> ort.InferenceSession:
+    """An InferenceSession with ORT_ENABLE_ALL and sensible threading.
+
+    Args:
+        device: ``cpu`` or ``cuda[:i]``; CUDA falls back to CPU inside ORT for missing kernels.
+        threads: intra-op threads (default: usable cores). Inter-op parallelism is off: the
+            graph is one chain, and a second pool would only compete for the same cores.
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or usable_cores()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    providers: list = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if not cuda_provider_available():
+            raise RuntimeError("ONNX Runtime has no CUDAExecutionProvider here "
+                               "(install onnxruntime-gpu) ")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+    return ort.InferenceSession(str(onnx_path), options, providers=providers)
+
+
+class OnnxRuntimeEngine:
+    """Runs an exported graph; handles channel order, fixed input sizes and label resizing.
+
+    Args:
+        onnx_path: graph with input ``image`` (N x H x W x 3 uint8) and outputs ``labels``
+            [, ``confidence``].
+        meta: the export sidecar (channel order, network size); None reads defaults from the
+            graph (RGB assumed).
+        confidence_factory: called once, lazily, to get a graph with a confidence output when
+            this one has none (the Segmenter exports such a variant on demand).
+    """
+
+    name = "onnxruntime"
+    precision = "fp32"
+
+    def __init__(
+        self, onnx_path: str | os.PathLike, meta: dict | None = None, device: str = "cpu",
+        threads: int | None = None,
+        confidence_factory: Callable[[], tuple[str | os.PathLike, dict]] | None = None,
+    ):
+        self.device = device
+        self._threads = threads
+        self._confidence_factory = confidence_factory
+        self._session, self._meta = self._open(onnx_path, meta)
+        self.network_size = tuple(self._meta["network_size"])
+        self._conf_session: ort.InferenceSession | None = None
+        self._conf_meta: dict | None = None
+        self._lock = threading.Lock()
+        log.info("ONNX Runtime session on %s (%s) with %d intra-op threads",
+                 self._session.get_providers()[0], Path(onnx_path).name,
+                 self._session.get_session_options().intra_op_num_threads)
+
+    def _open(self, onnx_path, meta: dict | None) -> tuple[ort.InferenceSession, dict]:
+        if not Path(onnx_path).is_file():
+            raise ValueError(f"ONNX file not found: {onnx_path}")
+        session = make_session(onnx_path, self.device, self._threads)
+        inp = session.get_inputs()[0]
+        if inp.type != "tensor(uint8)" or len(inp.shape) != 4 or inp.shape[3] != 3:
+            raise ValueError(f"{onnx_path}: expected an N x H x W x 3 uint8 input, found "
+                             f"{inp.type} {inp.shape}; export it with bisestdc-export")
+        fixed = all(isinstance(d, int) for d in inp.shape[1:3])
+        meta = dict(meta or {})
+        if "channel_order" not in meta:
+            log.warning("%s has no sidecar; assuming RGB input", onnx_path)
+        meta.setdefault("channel_order", "rgb")
+        meta.setdefault("network_size", list(inp.shape[1:3]) if fixed else [512, 1024])
+        meta["input_name"] = inp.name
+        meta["input_hw"] = tuple(inp.shape[1:3]) if fixed else None
+        meta["output_names"] = [o.name for o in session.get_outputs()]
+        return session, meta
+
+    def _session_for(self, with_confidence: bool) -> tuple[ort.InferenceSession, dict]:
+        if not with_confidence or "confidence" in self._meta["output_names"]:
+            return self._session, self._meta
+        if self._conf_session is None:
+            if self._confidence_factory is None:
+                raise RuntimeError("this ONNX graph has no confidence output; export it with "
+                                   "--confidence")
+            path, meta = self._confidence_factory()
+            self._conf_session, self._conf_meta = self._open(path, meta)
+        return self._conf_session, self._conf_meta
+
+    def infer(self, frame: np.ndarray, channel_order: str, with_confidence: bool) -> EngineOutput:
+        """frame: H x W x 3 uint8 in ``channel_order`` -> labels (and confidence) at H x W."""
+        with self._lock:
+            session, meta = self._session_for(with_confidence)
+            t0 = time.perf_counter()
+            image = prepare_frame(frame, channel_order, meta["channel_order"], meta["input_hw"])
+            t1 = time.perf_counter()
+            wanted = ["labels"] + (["confidence"] if with_confidence else [])
+            outputs = session.run(wanted, {meta["input_name"]: image})
+            t2 = time.perf_counter()
+        size = frame.shape[:2]
+        labels = resize_map(outputs[0][0], size)
+        conf = resize_map(outputs[1][0], size) if with_confidence else None
+        t3 = time.perf_counter()
+        return EngineOutput(labels, conf, {"preprocess": (t1 - t0) * 1e3,
+                                           "inference": (t2 - t1) * 1e3,
+                                           "postprocess": (t3 - t2) * 1e3})

@@ -1,0 +1,490 @@
+"""TensorRT engines: ahead-of-time build from the exported ONNX, an on-disk cache, a runner.
+
+NOTE: this path was written against the documented TensorRT 8.6 and 10 Python APIs and the
+pycuda API; it has not been executed in this project's environment (no GPU, no TensorRT
+there). The cache-key and staleness logic at the top is pure Python and is unit-tested.
+
+* Build: ``OnnxParser`` -> ``IBuilderConfig`` (workspace pool limit, FP16 / INT8 flags,
+  ``IInt8EntropyCalibrator2`` fed from an image folder or a rosbag, calibration cache file)
+  -> ``build_serialized_network``. 8.6 needs the EXPLICIT_BATCH creation flag; 10 has explicit
+  batch only (the flag is deprecated), so ``create_network(0)``.
+* Cache: ``<engine>.json`` beside each engine records the key (ONNX sha256, GPU name, compute
+  capability, TensorRT version, precision, input shape). A valid cache is reused; a stale one
+  is rebuilt with a log line naming exactly which key changed. Engines are not portable across
+  GPUs or TensorRT versions, hence the key.
+* Run: page-locked host buffers, device buffers, one stream, async copies. 8.6 uses the
+  bindings API (``execute_async_v2``), 10 the tensor API (``set_tensor_address``,
+  ``execute_async_v3``).
+* Jetson: no discrete GPU is assumed. On Jetson (``INTEGRATED`` device attribute) host and
+  device share one DRAM (unified memory), so the "copies" are cheap DRAM-to-DRAM moves; mapped
+  zero-copy buffers could skip them, but the explicit copies keep one code path for both.
+
+``tensorrt`` and ``pycuda`` are imported lazily, only inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .base import EngineOutput, prepare_frame, resize_map
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "TensorRT Python bindings not found: install TensorRT 8.6+ (pip install tensorrt or "
+    "JetPack) and pycuda"
+)
+PRECISIONS = ("fp16", "fp32", "int8")
+SIDECAR_FORMAT = "bisestdc-tensorrt"
+# Every field that makes a serialised engine unusable when it changes.
+CACHE_KEY_FIELDS = (
+    "onnx_sha256", "gpu_name", "compute_capability", "tensorrt_version", "precision",
+    "input_shape",
+)
+
+
+# ---- cache key and staleness (pure Python) --------------------------------------------------
+
+def engine_cache_key(
+    onnx_sha256: str, gpu: dict[str, Any], tensorrt_version: str, precision: str,
+    input_shape: Sequence[int],
+) -> dict[str, Any]:
+    """The dict that identifies an engine build.
+
+    Args:
+        onnx_sha256: hex digest of the ONNX file.
+        gpu: ``{"name": str, "compute_capability": [major, minor]}`` (see :func:`gpu_info`).
+        tensorrt_version: ``tensorrt.__version__``.
+        precision: fp16, fp32 or int8.
+        input_shape: N x H x W x 3 of the input the engine is built for.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return {
+        "onnx_sha256": str(onnx_sha256),
+        "gpu_name": str(gpu["name"]),
+        "compute_capability": [int(v) for v in gpu["compute_capability"]],
+        "tensorrt_version": str(tensorrt_version),
+        "precision": precision,
+        "input_shape": [int(v) for v in input_shape],
+    }
+
+
+def stale_fields(stored: dict[str, Any] | None, expected: dict[str, Any]) -> list[str]:
+    """Human-readable reasons why a cached engine does not match ``expected``; [] if valid.
+
+    Each reason names the key and both values, e.g. ``gpu_name: 'Orin' -> 'NVIDIA H100'``.
+    """
+    if stored is None:
+        return ["no cache sidecar"]
+    reasons = []
+    for key in CACHE_KEY_FIELDS:
+        if key not in stored:
+            reasons.append(f"{key}: missing from sidecar")
+        elif stored[key] != expected[key]:
+            reasons.append(f"{key}: {stored[key]!r} -> {expected[key]!r}")
+    return reasons
+
+
+def engine_sidecar_path(engine_path: str | os.PathLike) -> Path:
+    engine_path = Path(engine_path)
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+def read_engine_sidecar(engine_path: str | os.PathLike) -> dict[str, Any] | None:
+    path = engine_sidecar_path(engine_path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        log.warning("%s: unreadable engine sidecar, treating the engine as stale", path)
+        return None
+    return data if data.get("format") == SIDECAR_FORMAT else None
+
+
+def cache_status(engine_path: str | os.PathLike, expected: dict[str, Any]) -> list[str]:
+    """Reasons to rebuild ``engine_path`` for ``expected``; [] means reuse it."""
+    if not Path(engine_path).is_file():
+        return ["no engine file"]
+    return stale_fields(read_engine_sidecar(engine_path), expected)
+
+
+def default_engine_path(cache_root: Path, key: dict[str, Any]) -> Path:
+    """A file name that differs whenever the key does (readable parts + the ONNX hash)."""
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", key["gpu_name"]).strip("-").lower()
+    cc = "".join(str(v) for v in key["compute_capability"])
+    shape = "x".join(str(v) for v in key["input_shape"][1:3])
+    name = (f"{key['onnx_sha256'][:16]}-{shape}-{key['precision']}-{gpu}-sm{cc}-"
+            f"trt{key['tensorrt_version']}.engine")
+    return cache_root / name
+
+
+# ---- lazy imports and device facts ----------------------------------------------------------
+
+def import_tensorrt() -> tuple[Any, Any]:
+    """``(tensorrt, pycuda.driver)``, or RuntimeError saying what to install."""
+    try:
+        import pycuda.driver as cuda  # noqa: PLC0415
+        import tensorrt as trt  # noqa: PLC0415
+    except ImportError as exc:
+        raise RuntimeError(f"{INSTALL_HINT} ({exc})") from exc
+    return trt, cuda
+
+
+def tensorrt_available() -> tuple[bool, str]:
+    """Whether TensorRT and pycuda import; the reason when not."""
+    try:
+        trt, _ = import_tensorrt()
+    except RuntimeError as exc:
+        return False, str(exc)
+    return True, f"TensorRT {trt.__version__}"
+
+
+def trt_major(trt: Any) -> int:
+    return int(str(trt.__version__).split(".")[0])
+
+
+def gpu_info(device_index: int = 0) -> dict[str, Any]:
+    """Name, compute capability and integrated (Jetson) flag of a CUDA device, via pycuda."""
+    _, cuda = import_tensorrt()
+    cuda.init()
+    device = cuda.Device(device_index)
+    return {
+        "name": device.name(),
+        "compute_capability": list(device.compute_capability()),
+        "integrated": bool(device.get_attribute(cuda.device_attribute.INTEGRATED)),
+        "total_memory": int(device.total_memory()),
+    }
+
+
+class _CudaContext:
+    """The device's primary context (shared with PyTorch's runtime API), pushed per use.
+
+    ``pycuda.autoinit`` would create a second context and bind it to the importing thread;
+    the node calls from a worker thread, so push/pop around every use instead.
+    """
+
+    def __init__(self, cuda: Any, device_index: int = 0):
+        cuda.init()
+        self._ctx = cuda.Device(device_index).retain_primary_context()
+
+    def __enter__(self):
+        self._ctx.push()
+        return self
+
+    def __exit__(self, *exc):
+        self._ctx.pop()
+        return False
+
+
+# ---- INT8 calibration -----------------------------------------------------------------------
+
+def calibration_frames(
+    input_shape: Sequence[int], channel_order: str, calib_images: str | None,
+    calib_bag: str | None, calib_topic: str | None, count: int,
+) -> Iterator[np.ndarray]:
+    """1 x H x W x 3 uint8 frames at the engine input size, in its channel order."""
+    from .calibration_data import frames_from_bag, frames_from_folder  # noqa: PLC0415
+
+    if calib_images:
+        source = frames_from_folder(calib_images, count)
+    elif calib_bag:
+        if not calib_topic:
+            raise ValueError("--calib-bag needs --calib-topic")
+        source = frames_from_bag(calib_bag, calib_topic, count)
+    else:
+        raise ValueError("int8 calibration needs an image folder or a bag and topic")
+    height, width = int(input_shape[1]), int(input_shape[2])
+    for rgb in source:
+        yield prepare_frame(cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA),
+                            "rgb", channel_order)
+
+
+def _make_calibrator(trt: Any, cuda: Any, frames: Iterator[np.ndarray], nbytes: int,
+                     cache_file: Path) -> Any:
+    """An IInt8EntropyCalibrator2 (the class needs trt at definition time, hence a factory)."""
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self.frames = frames
+            self.device_input = cuda.mem_alloc(nbytes)
+            self.used = 0
+
+        def get_batch_size(self) -> int:
+            return 1
+
+        def get_batch(self, names):  # noqa: ARG002 - one input
+            frame = next(self.frames, None)
+            if frame is None:
+                log.info("calibration used %d frames", self.used)
+                return None
+            cuda.memcpy_htod(self.device_input, np.ascontiguousarray(frame))
+            self.used += 1
+            return [int(self.device_input)]
+
+        def read_calibration_cache(self):
+            if cache_file.is_file():
+                log.info("using calibration cache %s", cache_file)
+                return cache_file.read_bytes()
+            return None
+
+        def write_calibration_cache(self, cache) -> None:
+            cache_file.write_bytes(bytes(cache))
+            log.info("wrote calibration cache %s", cache_file)
+
+    return EntropyCalibrator()
+
+
+# ---- build ----------------------------------------------------------------------------------
+
+def build_engine(
+    onnx_path: str | os.PathLike, engine_path: str | os.PathLike, precision: str,
+    input_shape: Sequence[int], *, workspace_mb: int = 2048, channel_order: str = "rgb",
+    calib_images: str | None = None, calib_bag: str | None = None,
+    calib_topic: str | None = None, calib_count: int = 256,
+    calib_cache: str | os.PathLike | None = None,
+) -> Path:
+    """Parse the ONNX, build a serialised engine, write it atomically. Returns its path.
+
+    Raises:
+        RuntimeError: TensorRT missing, parse errors (listed), or a failed build.
+    """
+    trt, cuda = import_tensorrt()
+    engine_path = Path(engine_path)
+    logger = trt.Logger(trt.Logger.WARNING)
+    with _CudaContext(cuda):
+        builder = trt.Builder(logger)
+        flags = 0 if trt_major(trt) >= 10 else (
+            1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        )
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse(Path(onnx_path).read_bytes()):
+            errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+            raise RuntimeError(f"TensorRT could not parse {onnx_path}: " + "; ".join(errors))
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+        shape = tuple(int(v) for v in input_shape)
+        profile = None
+        for i in range(network.num_inputs):
+            tensor = network.get_input(i)
+            if any(d < 0 for d in tensor.shape):  # dynamic ONNX: pin the one shape we serve
+                profile = profile or builder.create_optimization_profile()
+                profile.set_shape(tensor.name, shape, shape, shape)
+        if profile is not None:
+            config.add_optimization_profile(profile)
+        if precision in ("fp16", "int8"):
+            if not builder.platform_has_fast_fp16:
+                log.warning("this GPU has no fast fp16; TensorRT may pick fp32 kernels")
+            config.set_flag(trt.BuilderFlag.FP16)  # int8 falls back to fp16, not fp32
+        calibrator = None
+        if precision == "int8":
+            config.set_flag(trt.BuilderFlag.INT8)
+            cache = Path(calib_cache or engine_path.with_suffix(".calib"))
+            frames = calibration_frames(shape, channel_order, calib_images, calib_bag,
+                                        calib_topic, calib_count)
+            calibrator = _make_calibrator(trt, cuda, frames, int(np.prod(shape)), cache)
+            config.int8_calibrator = calibrator
+            if profile is not None:
+                config.set_calibration_profile(profile)
+        log.info("building TensorRT %s engine from %s (minutes on small devices)", precision,
+                 onnx_path)
+        start = time.perf_counter()
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = engine_path.with_name(f".{engine_path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(bytes(serialized))
+    os.replace(tmp, engine_path)
+    log.info("built %s in %.0f s", engine_path, time.perf_counter() - start)
+    del calibrator
+    return engine_path
+
+
+def ensure_engine(
+    onnx_path: str | os.PathLike, engine_path: str | os.PathLike | None = None,
+    precision: str = "fp16", *, workspace_mb: int = 2048, device_index: int = 0,
+    calib_images: str | None = None, calib_bag: str | None = None,
+    calib_topic: str | None = None, calib_count: int = 256,
+    calib_cache: str | os.PathLike | None = None,
+) -> Path:
+    """Reuse a valid cached engine for this ONNX/GPU/TensorRT/precision/shape, or build one.
+
+    ``engine_path`` None puts the engine in the cache folder under a name derived from the key.
+    """
+    from ..export import cache_dir, read_sidecar  # noqa: PLC0415 - avoid an import cycle
+    from .loading import file_sha256  # noqa: PLC0415
+
+    trt, _ = import_tensorrt()
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ValueError(f"ONNX file not found: {onnx_path}")
+    onnx_meta = read_sidecar(onnx_path) or {}
+    shape = onnx_meta.get("input", {}).get("shape") or [None] * 4
+    if any(v is None for v in shape):  # dynamic export: build for the network size
+        shape = [1, *onnx_meta.get("network_size", (512, 1024)), 3]
+    key = engine_cache_key(file_sha256(onnx_path), gpu_info(device_index), trt.__version__,
+                           precision, shape)
+    engine_path = Path(engine_path) if engine_path else default_engine_path(
+        cache_dir("tensorrt"), key)
+    reasons = cache_status(engine_path, key)
+    if not reasons:
+        log.info("reusing TensorRT engine %s", engine_path)
+        return engine_path
+    if engine_path.is_file():
+        log.info("rebuilding stale TensorRT engine %s: %s", engine_path, "; ".join(reasons))
+    build_engine(onnx_path, engine_path, precision, shape, workspace_mb=workspace_mb,
+                 channel_order=onnx_meta.get("channel_order", "rgb"),
+                 calib_images=calib_images, calib_bag=calib_bag, calib_topic=calib_topic,
+                 calib_count=calib_count, calib_cache=calib_cache)
+    sidecar = {"format": SIDECAR_FORMAT, **key, "onnx": onnx_meta,
+               "onnx_path": str(onnx_path)}
+    engine_sidecar_path(engine_path).write_text(json.dumps(sidecar, indent=2) + "\n")
+    return engine_path
+
+
+# ---- run ------------------------------------------------------------------------------------
+
+class TensorRTRunner:
+    """Deserialised engine + execution context + page-locked/device buffers + one stream.
+
+    ``infer`` takes the input array (engine shape and dtype) and returns output arrays by name.
+    """
+
+    def __init__(self, engine_path: str | os.PathLike, device_index: int = 0):
+        trt, cuda = import_tensorrt()
+        self._trt, self._cuda = trt, cuda
+        self._context_guard = _CudaContext(cuda, device_index)
+        self._tensor_api = trt_major(trt) >= 10
+        with self._context_guard:
+            self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            self.engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+            if self.engine is None:
+                raise RuntimeError(f"TensorRT could not deserialise {engine_path} (built for "
+                                   "another GPU or TensorRT version?)")
+            self.context = self.engine.create_execution_context()
+            self.stream = cuda.Stream()
+            self.inputs: dict[str, tuple[Any, Any]] = {}
+            self.outputs: dict[str, tuple[Any, Any]] = {}
+            self.bindings: list[int] = []
+            if self._tensor_api:
+                self._allocate_tensor_api()
+            else:
+                self._allocate_bindings_api()
+
+    def _allocate(self, name: str, shape: Sequence[int], dtype: Any, is_input: bool) -> int:
+        host = self._cuda.pagelocked_empty(tuple(shape), dtype)
+        device = self._cuda.mem_alloc(host.nbytes)
+        (self.inputs if is_input else self.outputs)[name] = (host, device)
+        return int(device)
+
+    def _allocate_tensor_api(self) -> None:
+        trt, engine = self._trt, self.engine
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            shape = tuple(engine.get_tensor_shape(name))
+            if is_input and any(d < 0 for d in shape):
+                shape = tuple(engine.get_tensor_profile_shape(name, 0)[1])  # opt shape
+                self.context.set_input_shape(name, shape)
+            if not is_input:
+                shape = tuple(self.context.get_tensor_shape(name))
+            dtype = trt.nptype(engine.get_tensor_dtype(name))
+            self.context.set_tensor_address(name, self._allocate(name, shape, dtype, is_input))
+
+    def _allocate_bindings_api(self) -> None:
+        trt, engine = self._trt, self.engine
+        for i in range(engine.num_bindings):
+            name = engine.get_binding_name(i)
+            is_input = engine.binding_is_input(i)
+            shape = tuple(engine.get_binding_shape(i))
+            if is_input and any(d < 0 for d in shape):
+                shape = tuple(engine.get_profile_shape(0, i)[1])
+                self.context.set_binding_shape(i, shape)
+            if not is_input:
+                shape = tuple(self.context.get_binding_shape(i))
+            dtype = trt.nptype(engine.get_binding_dtype(i))
+            self.bindings.append(self._allocate(name, shape, dtype, is_input))
+
+    def input_shape(self) -> tuple[int, ...]:
+        return next(iter(self.inputs.values()))[0].shape
+
+    def infer(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """image: the input tensor (e.g. 1 x H x W x 3 uint8) -> {output name: array copy}."""
+        cuda = self._cuda
+        with self._context_guard:
+            host_in, device_in = next(iter(self.inputs.values()))
+            np.copyto(host_in, image.reshape(host_in.shape))
+            cuda.memcpy_htod_async(device_in, host_in, self.stream)
+            if self._tensor_api:
+                ok = self.context.execute_async_v3(stream_handle=self.stream.handle)
+            else:
+                ok = self.context.execute_async_v2(bindings=self.bindings,
+                                                   stream_handle=self.stream.handle)
+            if not ok:
+                raise RuntimeError("TensorRT execution failed")
+            for host, device in self.outputs.values():
+                cuda.memcpy_dtoh_async(host, device, self.stream)
+            self.stream.synchronize()
+            return {name: host.copy() for name, (host, _) in self.outputs.items()}
+
+
+class TensorRTEngine:
+    """The Segmenter's TensorRT engine: a fixed-shape engine plus host-side resizing."""
+
+    name = "tensorrt"
+
+    def __init__(self, engine_path: str | os.PathLike, device_index: int = 0):
+        sidecar = read_engine_sidecar(engine_path)
+        if sidecar is None:
+            raise ValueError(f"{engine_path}: no {SIDECAR_FORMAT} sidecar "
+                             f"({engine_sidecar_path(engine_path).name}); build the engine with "
+                             "bisestdc-export --tensorrt")
+        trt, _ = import_tensorrt()
+        gpu = gpu_info(device_index)
+        current = {**sidecar, "gpu_name": gpu["name"],
+                   "compute_capability": gpu["compute_capability"],
+                   "tensorrt_version": trt.__version__}
+        reasons = stale_fields(sidecar, current)
+        if reasons:
+            raise RuntimeError(f"{engine_path} was built elsewhere ({'; '.join(reasons)}); "
+                               "rebuild it on this device with bisestdc-export --tensorrt")
+        self.meta = sidecar.get("onnx", {})
+        self.precision = sidecar["precision"]
+        self.device = f"cuda:{device_index}"
+        self.channel_order = self.meta.get("channel_order", "rgb")
+        self.network_size = tuple(self.meta.get("network_size", sidecar["input_shape"][1:3]))
+        self.runner = TensorRTRunner(engine_path, device_index)
+        self.input_hw = tuple(self.runner.input_shape()[1:3])
+        self._lock = threading.Lock()
+
+    def infer(self, frame: np.ndarray, channel_order: str, with_confidence: bool) -> EngineOutput:
+        if with_confidence and "confidence" not in self.runner.outputs:
+            raise RuntimeError("this engine has no confidence output; export with --confidence")
+        t0 = time.perf_counter()
+        image = prepare_frame(frame, channel_order, self.channel_order, self.input_hw)
+        t1 = time.perf_counter()
+        with self._lock:
+            outputs = self.runner.infer(image)
+        t2 = time.perf_counter()
+        size = frame.shape[:2]
+        labels = resize_map(outputs["labels"][0], size)
+        conf = resize_map(outputs["confidence"][0], size) if with_confidence else None
+        t3 = time.perf_counter()
+        return EngineOutput(labels, conf, {"preprocess": (t1 - t0) * 1e3,
+                                           "inference": (t2 - t1) * 1e3,
+                                           "postprocess": (t3 - t2) * 1e3})

@@ -1,0 +1,210 @@
+"""PyTorch engine: CUDA fp16 channels-last CUDA graphs, or CPU fp32 eager.
+
+Both paths run the network with BatchNorm folded into the convolutions and the same
+pre/post-processing as the ONNX export (:mod:`.processing`), so the engines agree.
+
+CUDA: the whole per-frame function (uint8 -> float -> resize -> normalise -> network ->
+argmax -> nearest resize of the labels to the frame size) is captured once per input shape as
+a CUDA graph over static buffers (after warm-up on a side stream, as torch.cuda.graphs asks),
+so one replay launches everything. Frames enter through a page-locked host buffer and labels
+leave through another; only uint8 crosses the bus. A small LRU bounds the graphs kept (one per
+camera size).
+
+CPU: eager under ``torch.inference_mode``, fp32; channels-last is optional (it helps oneDNN
+convolutions on some CPUs, not all).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import EngineOutput
+from .bn_fold import fold_batchnorm
+from .processing import (
+    Preprocess,
+    check_channel_order,
+    confidence_from_logits,
+    labels_from_logits,
+    resize_nearest,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TorchEngine", "fold_batchnorm"]
+
+_WARMUP_ITERS = 3
+
+
+@dataclass
+class _GraphEntry:
+    """Static buffers and the captured graph for one (H, W, order, confidence) key."""
+
+    graph: torch.cuda.CUDAGraph | None
+    host_in: torch.Tensor  # pinned 1 x H x W x 3 uint8
+    device_in: torch.Tensor
+    outputs: tuple[torch.Tensor, ...]  # device H x W uint8 maps
+    host_out: tuple[torch.Tensor, ...]  # pinned copies
+
+
+class TorchEngine:
+    """Runs a network with PyTorch.
+
+    Args:
+        model: fp32 network (N x 3 x h x w normalised RGB -> N x C x h x w logits in eval).
+        mean, std: RGB normalisation on the 0..1 scale.
+        network_size: (h, w) the network runs at.
+        device: ``cpu`` or ``cuda[:i]``.
+        precision: ``fp16`` or ``fp32`` on CUDA; CPU is always fp32.
+        channels_last: memory format (default: True on CUDA, False on CPU).
+        cuda_graphs: capture per-shape CUDA graphs (CUDA only).
+        max_graphs: graphs kept (least recently used dropped first).
+    """
+
+    name = "torch"
+
+    def __init__(
+        self, model: nn.Module, mean: Sequence[float], std: Sequence[float],
+        network_size: Sequence[int], device: str = "cpu", precision: str = "fp32",
+        channels_last: bool | None = None, cuda_graphs: bool = True, max_graphs: int = 8,
+    ):
+        self.device = str(torch.device(device))
+        self.cuda = self.device.startswith("cuda")
+        if self.cuda and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} requested but torch sees no CUDA device")
+        if precision not in ("fp16", "fp32"):
+            raise ValueError(f"torch engine precision must be fp16 or fp32, got {precision!r}")
+        if not self.cuda and precision != "fp32":
+            log.warning("torch on CPU runs fp32 (requested %s)", precision)
+            precision = "fp32"
+        self.precision = precision
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.network_size = (int(network_size[0]), int(network_size[1]))
+        self.channels_last = self.cuda if channels_last is None else channels_last
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.use_graphs = self.cuda and cuda_graphs
+        self.max_graphs = max_graphs
+        net = fold_batchnorm(copy.deepcopy(model).float().eval(), inplace=True)
+        self.net = net.to(self.device, self.dtype).to(memory_format=self.memory_format)
+        self.pre = {
+            order: Preprocess(self.network_size, mean, std, order).to(self.device)
+            for order in ("rgb", "bgr")
+        }
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels
+        self._graphs: OrderedDict[tuple, _GraphEntry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- the per-frame function (also what the CUDA graph captures) ---------------------------
+
+    def _forward(self, image: torch.Tensor, order: str, with_confidence: bool
+                 ) -> tuple[torch.Tensor, ...]:
+        """image: 1 x H x W x 3 uint8 on device -> (labels[, confidence]) H x W uint8."""
+        x = self.pre[order](image).to(self.dtype).contiguous(memory_format=self.memory_format)
+        logits = self.net(x)
+        size = image.shape[1:3]
+        labels = resize_nearest(labels_from_logits(logits), size)[0]
+        if not with_confidence:
+            return (labels,)
+        return labels, resize_nearest(confidence_from_logits(logits), size)[0]
+
+    # -- CPU ----------------------------------------------------------------------------------
+
+    def _infer_cpu(self, frame: np.ndarray, order: str, with_confidence: bool) -> EngineOutput:
+        t0 = time.perf_counter()
+        image = torch.from_numpy(frame)[None]  # zero-copy view
+        x = self.pre[order](image).contiguous(memory_format=self.memory_format)
+        t1 = time.perf_counter()
+        logits = self.net(x)
+        labels = labels_from_logits(logits)
+        conf = confidence_from_logits(logits) if with_confidence else None
+        t2 = time.perf_counter()
+        size = frame.shape[:2]
+        labels_np = resize_nearest(labels, size)[0].numpy()
+        conf_np = resize_nearest(conf, size)[0].numpy() if conf is not None else None
+        t3 = time.perf_counter()
+        return EngineOutput(labels_np, conf_np, {"preprocess": (t1 - t0) * 1e3,
+                                                 "inference": (t2 - t1) * 1e3,
+                                                 "postprocess": (t3 - t2) * 1e3})
+
+    # -- CUDA ---------------------------------------------------------------------------------
+
+    def _capture(self, key: tuple) -> _GraphEntry:
+        height, width, order, with_confidence = key
+        host_in = torch.empty((1, height, width, 3), dtype=torch.uint8, pin_memory=True)
+        device_in = torch.zeros((1, height, width, 3), dtype=torch.uint8, device=self.device)
+        graph = None
+        if self.use_graphs:
+            side = torch.cuda.Stream(device=self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):  # warm-up: cuDNN autotuning, allocator pools
+                for _ in range(_WARMUP_ITERS):
+                    self._forward(device_in, order, with_confidence)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                outputs = self._forward(device_in, order, with_confidence)
+        else:
+            outputs = self._forward(device_in, order, with_confidence)
+        host_out = tuple(torch.empty(o.shape, dtype=torch.uint8, pin_memory=True)
+                         for o in outputs)
+        log.info("torch engine: %s for %dx%d %s%s", "captured a CUDA graph" if graph else
+                 "prepared eager buffers", height, width, order,
+                 " + confidence" if with_confidence else "")
+        return _GraphEntry(graph, host_in, device_in, outputs, host_out)
+
+    def _entry(self, key: tuple) -> _GraphEntry:
+        entry = self._graphs.get(key)
+        if entry is None:
+            entry = self._capture(key)
+            self._graphs[key] = entry
+            while len(self._graphs) > self.max_graphs:
+                self._graphs.popitem(last=False)
+        self._graphs.move_to_end(key)
+        return entry
+
+    def _infer_cuda(self, frame: np.ndarray, order: str, with_confidence: bool) -> EngineOutput:
+        key = (frame.shape[0], frame.shape[1], order, with_confidence)
+        entry = self._entry(key)
+        stream = torch.cuda.current_stream(self.device)
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        t0 = time.perf_counter()
+        entry.host_in[0].numpy()[...] = frame  # into page-locked memory for an async copy
+        staging_ms = (time.perf_counter() - t0) * 1e3
+        events[0].record(stream)
+        entry.device_in.copy_(entry.host_in, non_blocking=True)
+        events[1].record(stream)
+        if entry.graph is not None:
+            entry.graph.replay()
+        else:
+            entry.outputs = self._forward(entry.device_in, order, with_confidence)
+        events[2].record(stream)
+        for host, dev in zip(entry.host_out, entry.outputs):
+            host.copy_(dev, non_blocking=True)
+        events[3].record(stream)
+        events[3].synchronize()
+        # Copies out: the pinned buffers are overwritten by the next frame of this size.
+        labels = entry.host_out[0].numpy().copy()
+        conf = entry.host_out[1].numpy().copy() if with_confidence else None
+        return EngineOutput(labels, conf, {
+            "preprocess": staging_ms + events[0].elapsed_time(events[1]),
+            "inference": events[1].elapsed_time(events[2]),
+            "postprocess": events[2].elapsed_time(events[3]),
+        })
+
+    def infer(self, frame: np.ndarray, channel_order: str, with_confidence: bool) -> EngineOutput:
+        """frame: H x W x 3 uint8 in ``channel_order`` -> labels (and confidence) at H x W."""
+        order = check_channel_order(channel_order)
+        with self._lock, torch.inference_mode():
+            if self.cuda:
+                return self._infer_cuda(frame, order, with_confidence)
+            return self._infer_cpu(frame, order, with_confidence)

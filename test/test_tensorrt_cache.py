@@ -1,0 +1,79 @@
+"""TensorRT engine cache key and staleness (pure Python), and the missing-TensorRT message."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bisestdc_core.inference import tensorrt_engine as te
+
+GPU = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0]}
+ORIN = {"name": "Orin", "compute_capability": (8, 7)}
+
+
+def _key(**over):
+    args = dict(onnx_sha256="ab" * 32, gpu=GPU, tensorrt_version="10.3.0", precision="fp16",
+                input_shape=(1, 512, 1024, 3))
+    args.update(over)
+    return te.engine_cache_key(**args)
+
+
+def test_same_inputs_same_key_and_valid():
+    assert _key() == _key()
+    assert te.stale_fields(_key(), _key()) == []
+
+
+@pytest.mark.parametrize(("over", "field"), [
+    ({"onnx_sha256": "cd" * 32}, "onnx_sha256"),
+    ({"gpu": {"name": "Orin", "compute_capability": [9, 0]}}, "gpu_name"),
+    ({"gpu": {"name": GPU["name"], "compute_capability": [8, 9]}}, "compute_capability"),
+    ({"tensorrt_version": "8.6.1"}, "tensorrt_version"),
+    ({"precision": "int8"}, "precision"),
+    ({"input_shape": (1, 768, 1536, 3)}, "input_shape"),
+])
+def test_each_changed_field_is_named(over, field):
+    reasons = te.stale_fields(_key(), _key(**over))
+    assert len(reasons) == 1 and reasons[0].startswith(field + ":")
+
+
+def test_gpu_change_reason_shows_both_values():
+    reasons = te.stale_fields(_key(), _key(gpu=ORIN))
+    assert reasons == ["gpu_name: 'NVIDIA H100 80GB HBM3' -> 'Orin'",
+                       "compute_capability: [9, 0] -> [8, 7]"]
+
+
+def test_missing_sidecar_or_field_is_stale(tmp_path):
+    assert te.stale_fields(None, _key()) == ["no cache sidecar"]
+    partial = {k: v for k, v in _key().items() if k != "precision"}
+    assert te.stale_fields(partial, _key()) == ["precision: missing from sidecar"]
+    engine = tmp_path / "m.engine"
+    assert te.cache_status(engine, _key()) == ["no engine file"]
+    engine.write_bytes(b"x")
+    assert te.cache_status(engine, _key()) == ["no cache sidecar"]
+    te.engine_sidecar_path(engine).write_text(json.dumps({"format": te.SIDECAR_FORMAT,
+                                                          **_key()}))
+    assert te.cache_status(engine, _key()) == []
+    assert te.cache_status(engine, _key(precision="fp32")) == ["precision: 'fp16' -> 'fp32'"]
+
+
+def test_default_engine_path_differs_per_key(tmp_path):
+    paths = {te.default_engine_path(tmp_path, _key(**o)) for o in
+             ({}, {"precision": "int8"}, {"gpu": ORIN}, {"tensorrt_version": "8.6.1"})}
+    assert len(paths) == 4
+
+
+def test_bad_precision_rejected():
+    with pytest.raises(ValueError, match="precision"):
+        _key(precision="bf16")
+
+
+def test_without_tensorrt_clear_install_message(tmp_path):
+    ok, reason = te.tensorrt_available()
+    if ok:
+        pytest.skip("TensorRT is installed here")
+    assert "install TensorRT 8.6+" in reason and "pycuda" in reason
+    with pytest.raises(RuntimeError, match=r"TensorRT Python bindings not found: install"):
+        te.build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", "fp16", (1, 64, 128, 3))
+    with pytest.raises(RuntimeError, match="install TensorRT"):
+        te.TensorRTRunner(tmp_path / "m.engine")
