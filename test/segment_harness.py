@@ -6,8 +6,6 @@ are slow on a loaded 2-core machine), never by fixed sleeps.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -168,14 +166,10 @@ def start_node_process(ros_env: dict[str, str], ros_args: list[str],
 
 
 def stop_node_process(process: subprocess.Popen, timeout: float = 30.0) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=timeout)
-    return process.returncode
+    """SIGINT, then SIGKILL to the group: the same shutdown the bag tools use."""
+    from bisestdc_ros.bag_eval import stop_node
+
+    return stop_node(process, timeout)
 
 
 def engine_available() -> bool:

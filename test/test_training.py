@@ -176,6 +176,7 @@ def test_periodic_eval_writes_best_checkpoint(tiny_streets, tmp_path):
     assert (out_dir / "tb").is_dir() and any((out_dir / "tb").iterdir())
     summary = json.loads((out_dir / "train_summary.json").read_text())
     assert summary["images_per_s"] > 0
+    assert (out_dir / "loss_curve.png").stat().st_size > 1000
 
 
 @pytest.mark.slow

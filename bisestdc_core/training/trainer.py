@@ -273,6 +273,9 @@ class Trainer:
         }
         if self.dist.is_main:
             (self.out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+            from .plots import plot_losses
+
+            plot_losses(self.out_dir / "losses.jsonl", self.out_dir / "loss_curve.png")
         return summary
 
 
