@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -71,6 +72,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights or ("" if args.onnx else str(untrained_checkpoint(Path(tmp))))
+        # In-process only, but the participant still discovers: keep it on loopback.
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        os.environ.setdefault("ROS_DOMAIN_ID", str(50 + os.getpid() % 50))
         context = Context()
         rclpy.init(context=context)
         try:
