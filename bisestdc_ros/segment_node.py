@@ -52,7 +52,7 @@ from bisestdc_core.small_objects import (
     SmallObject,
     colorize,
     draw_overlay,
-    find_small_objects,
+    find_small_objects_at,
     palette_lut,
 )
 from bisestdc_ros.frame_slots import LatestFrameSlots
@@ -405,8 +405,10 @@ class SegmentNode(Node):
         header = msg.header
         objects: list[SmallObject] = []
         if wanted["overlay"] or wanted["latency"] or wanted["detections"]:
-            objects = find_small_objects(
+            # Searched at the network's resolution: the labels carry no finer detail.
+            objects = find_small_objects_at(
                 labels, small_ids, config.small_object_min_area,
+                self._segmenter.network_size,
                 confidence=result.confidence, class_names=self._class_names,
             )
         color = None

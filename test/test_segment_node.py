@@ -49,6 +49,7 @@ class StubSegmenter:
     engine_name = "stub"
     precision = "fp32"
     class_set = CITYSCAPES
+    network_size = (512, 1024)  # larger than the test frames: objects searched at full size
 
     def __init__(self):
         self.calls = []

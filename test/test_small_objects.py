@@ -119,3 +119,22 @@ def test_overlay_rejects_size_mismatch_and_bad_opacity():
     with pytest.raises(ValueError):
         draw_overlay(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8), palette, [],
                      None, 1.5)
+
+
+def test_search_at_network_resolution_matches_the_upsampled_map():
+    import cv2
+
+    from bisestdc_core.small_objects import find_small_objects_at
+
+    net = np.zeros((64, 128), np.uint8)
+    net[10:40, 20:22] = 5  # a pole, 2 x 30 px at network resolution
+    net[5:9, 90:96] = 7  # a sign, 6 x 4 px
+    net[50, 50] = 7  # speckle: 1 px at network resolution = 9 px in the frame
+    frame_labels = cv2.resize(net, (384, 192), interpolation=cv2.INTER_NEAREST)  # x3
+    full = find_small_objects(frame_labels, [5, 7], min_area=16)
+    fast = find_small_objects_at(frame_labels, [5, 7], 16, (64, 128))
+    assert [(o.class_id, o.box, o.pixel_count) for o in fast] == \
+        [(o.class_id, o.box, o.pixel_count) for o in full]
+    assert [o.box for o in fast] == [(60, 30, 6, 90), (270, 15, 18, 12)]
+    # A network size at or above the frame's means a plain full-resolution search.
+    assert find_small_objects_at(frame_labels, [5, 7], 16, (192, 384)) == full
