@@ -214,8 +214,8 @@ def no_inference(monkeypatch):
     """Fail the test if the evaluator gets as far as building an engine."""
     def refuse(args):
         raise AssertionError("inference started on a bag that should have been refused")
-    monkeypatch.setattr(bag_eval, "build_segmenter", refuse)
-    monkeypatch.setattr(bag_eval, "run_live", refuse)
+    monkeypatch.setattr(bag_eval.offline, "build_segmenter", refuse)
+    monkeypatch.setattr(bag_eval.cli, "run_live", refuse)
 
 
 def eval_fails(caplog, bag: Path, *extra: str, weights: str = "weights.pt") -> str:

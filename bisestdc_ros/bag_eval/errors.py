@@ -1,0 +1,10 @@
+"""The error the evaluator raises when a run cannot start or finish.
+
+Bag problems are :class:`bisestdc_ros.bag_io.BagError`; everything else that stops an
+evaluation (bad arguments, a node that does not start, outputs that never arrive, a report
+that cannot be written) is an :class:`EvalError`. The CLI logs both and exits with code 1.
+"""
+
+
+class EvalError(RuntimeError):
+    """The evaluation cannot run or finish (node did not start, no output arrived, ...)."""

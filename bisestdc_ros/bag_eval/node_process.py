@@ -1,0 +1,167 @@
+"""Live mode's segment_node subprocess: its command line, environment, start and stop.
+
+Builds the ``python -m bisestdc_ros.segment_node --ros-args ...`` command for a bag and model,
+works out the topic the frames are replayed on, reads the model's class set without loading
+it, selects the Fast DDS large-images profile when frames are too big for the default
+transports, and starts and stops the node in its own process group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from bisestdc_core.classes import ClassSet
+from bisestdc_ros.bag_eval.plan import BagPlan
+from bisestdc_ros.bag_io import COMPRESSED_IMAGE
+
+log = logging.getLogger(__package__)  # one logger for the tool: "bisestdc_ros.bag_eval"
+
+# Above this many bytes per frame Fast DDS's default transports lose best-effort samples
+# (UDP fragments, 512 KB shared-memory segment): both ends need the large-images profile.
+LARGE_FRAME_BYTES = 512 * 1024
+FASTDDS_PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def model_class_set(args: argparse.Namespace) -> ClassSet:
+    """The class set of the node's model, read from the ONNX sidecar or the checkpoint.
+
+    The node does not publish it, and building a Segmenter here only to ask would double the
+    start-up time.
+    """
+    from bisestdc_core.export import read_sidecar  # noqa: PLC0415
+    from bisestdc_core.inference.loading import resolve_class_set  # noqa: PLC0415
+
+    stored, num_classes = None, args.num_classes
+    if args.onnx:
+        meta = read_sidecar(args.onnx) or {}
+        stored, num_classes = meta.get("class_set"), int(meta.get("num_classes", num_classes))
+    elif args.weights:
+        from bisestdc_core.models.checkpoint import read_file  # noqa: PLC0415
+
+        obj = read_file(args.weights)
+        if isinstance(obj, dict):
+            stored = obj.get("class_set")
+            num_classes = int(obj.get("num_classes", num_classes))
+    return resolve_class_set(args.class_set, stored, num_classes)
+
+
+def replay_topic(plan: BagPlan, args: argparse.Namespace) -> tuple[str, str]:
+    """(topic the node is configured with, topic the frames are published on).
+
+    The node subscribes ``<topic>/compressed`` for compressed input (image_transport naming),
+    so a compressed bag topic is published under that name whatever it was recorded as.
+    """
+    from bisestdc_ros.segment_config import input_topic  # noqa: PLC0415
+
+    base = args.replay_topic or plan.image_topic
+    if base.endswith("/compressed"):
+        base = base[: -len("/compressed")]
+    input_type = "compressed" if plan.image_type == COMPRESSED_IMAGE else "raw"
+    return base, input_topic(base, input_type)
+
+
+def node_command(plan: BagPlan, args: argparse.Namespace, camera_topic: str) -> list[str]:
+    """``python -m bisestdc_ros.segment_node --ros-args ...`` for this bag and model."""
+    params = [f"image_topics:=['{camera_topic}']",
+              f"input_type:={'compressed' if plan.image_type == COMPRESSED_IMAGE else 'raw'}",
+              f"qos:={'reliable' if args.reliable else 'sensor_data'}",
+              # Only labels and latency are recorded; the node skips unsubscribed outputs
+              # anyway, these keep a stray viewer from slowing the measurement down.
+              "publish_color:=false", "publish_overlay:=false"]
+    for name, value in (("weights", args.weights), ("onnx", args.onnx),
+                        ("model_name", args.model_name)):
+        if value:
+            params.append(f"{name}:={value}")
+    params += [f"engine:={args.engine}", f"device:={args.device}",
+               f"precision:={args.precision}", f"num_classes:={args.num_classes}"]
+    if args.network_size:
+        params += [f"network_height:={args.network_size[0]}",
+                   f"network_width:={args.network_size[1]}"]
+    command = [sys.executable, "-m", "bisestdc_ros.segment_node", "--ros-args"]
+    if args.params_file:
+        command += ["--params-file", str(args.params_file)]
+    for param in params + list(args.node_param or []):
+        command += ["-p", param]
+    return command
+
+
+def fastdds_profile() -> Path | None:
+    """config/fastdds_large_images.xml of the source tree or the installed package."""
+    candidate = PACKAGE_ROOT / "config" / "fastdds_large_images.xml"
+    if candidate.is_file():
+        return candidate
+    try:
+        from ament_index_python.packages import (  # noqa: PLC0415
+            PackageNotFoundError,
+            get_package_share_directory,
+        )
+    except ImportError:
+        return None
+    try:
+        installed = Path(get_package_share_directory("bisestdc_ros"))
+    except PackageNotFoundError:
+        return None
+    candidate = installed / "config" / "fastdds_large_images.xml"
+    return candidate if candidate.is_file() else None
+
+
+def configure_large_frames(plan: BagPlan) -> str | None:
+    """Set the Fast DDS large-images profile for this process (and so the node) if needed.
+
+    Must run before rclpy.init: Fast DDS reads the variable when the participant is created.
+    A profile the user already set is kept.
+    """
+    if plan.frame_bytes <= LARGE_FRAME_BYTES:
+        return None
+    current = next((os.environ[v] for v in FASTDDS_PROFILE_VARIABLES if v in os.environ), None)
+    if current:
+        return current
+    profile = fastdds_profile()
+    if profile is None:
+        log.warning("frames of %d bytes but no fastdds_large_images.xml found; best-effort "
+                    "frames may be lost", plan.frame_bytes)
+        return None
+    for variable in FASTDDS_PROFILE_VARIABLES:
+        os.environ[variable] = str(profile)
+    log.info("frames of %.1f MB: using the Fast DDS profile %s", plan.frame_bytes / 2**20,
+             profile)
+    return str(profile)
+
+
+def start_node(command: list[str], log_path: Path) -> subprocess.Popen:
+    """Start the node in its own process group, output to ``log_path``."""
+    env = dict(os.environ)
+    # The node must import this source tree even when the package is not installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
+                                                      env.get("PYTHONPATH")]))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    log.info("starting: %s", " ".join(command))
+    with open(log_path, "wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop_node(process: subprocess.Popen, timeout: float = 20.0) -> int:
+    """SIGINT (the node shuts down cleanly), SIGKILL to its group if that does not work."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=timeout)
+    return int(process.returncode)
+
+
+def node_log_tail(path: Path, lines: int = 15) -> str:
+    """The last ``lines`` lines of the node's log file ("" when there is none)."""
+    if not path.is_file():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,106 @@
+"""Scoring predictions against ground truth by header stamp, and summarising latency.
+
+:class:`StampMatcher` pairs predictions and labels that carry the same stamp (in any order)
+and feeds them to a confusion matrix; :class:`FrameTiming` and :func:`latency_summary` turn
+per-frame stage timings into percentiles. :class:`RunResult` is what the offline and live
+runs hand to the report, and :func:`sheet_stamps` picks the frames whose predictions are kept
+for the contact sheet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bisestdc_core.classes import ClassSet
+from bisestdc_core.evaluation.metrics import ConfusionMatrix
+from bisestdc_ros.bag_eval.plan import BagPlan, format_stamp
+from bisestdc_ros.bag_io import BagError
+
+PERCENTILES = (50, 90, 99)
+CONTACT_SHEET_FRAMES = 8
+
+
+class StampMatcher:
+    """Scores predictions against ground truth with the same header stamp, in any order.
+
+    Either side may come first; a pair is scored (and forgotten) as soon as both are in, so
+    memory holds only the unmatched part.
+    """
+
+    def __init__(self, class_set: ClassSet):
+        self.matrix = ConfusionMatrix(class_set.num_classes)
+        self._predictions: dict[int, np.ndarray] = {}
+        self._truth: dict[int, np.ndarray] = {}
+        self.scored: set[int] = set()
+
+    def add_prediction(self, stamp: int, labels: np.ndarray) -> None:
+        self._add(stamp, labels, self._predictions, self._truth, prediction_first=True)
+
+    def add_ground_truth(self, stamp: int, labels: np.ndarray) -> None:
+        self._add(stamp, labels, self._truth, self._predictions, prediction_first=False)
+
+    def _add(self, stamp: int, labels: np.ndarray, mine: dict[int, np.ndarray],
+             other: dict[int, np.ndarray], prediction_first: bool) -> None:
+        if stamp in self.scored:
+            return
+        partner = other.pop(stamp, None)
+        if partner is None:
+            mine[stamp] = labels
+            return
+        prediction, truth = (labels, partner) if prediction_first else (partner, labels)
+        if prediction.shape != truth.shape:
+            raise BagError(f"prediction {prediction.shape} and labels {truth.shape} differ in "
+                           f"size at stamp {format_stamp(stamp)}")
+        self.matrix.update(prediction, truth)
+        self.scored.add(stamp)
+
+
+@dataclass
+class FrameTiming:
+    """Stage timings (ms) of one processed frame; ``t`` is seconds since the run started."""
+
+    stamp: int
+    t: float
+    stages: dict[str, float]
+
+
+def latency_summary(timings: Sequence[FrameTiming]) -> dict[str, dict[str, float]]:
+    """Per stage: p50/p90/p99, mean, max (ms) and the sample count."""
+    stages: dict[str, list[float]] = {}
+    for timing in timings:
+        for name, value in timing.stages.items():
+            if math.isfinite(value) and value >= 0:
+                stages.setdefault(name, []).append(value)
+    summary = {}
+    for name, values in stages.items():
+        arr = np.asarray(values, np.float64)
+        row = {f"p{p}": float(np.percentile(arr, p)) for p in PERCENTILES}
+        row.update(mean=float(arr.mean()), max=float(arr.max()), count=int(arr.size))
+        summary[name] = row
+    return summary
+
+
+@dataclass
+class RunResult:
+    """What one mode produced: predictions scored, timings, and mode details for the report."""
+
+    matcher: StampMatcher
+    processed: set[int]
+    timings: list[FrameTiming]
+    wall_s: float
+    engine: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)
+    keep: dict[int, np.ndarray] = field(default_factory=dict)  # predictions for the sheet
+
+
+def sheet_stamps(plan: BagPlan, count: int = CONTACT_SHEET_FRAMES) -> set[int]:
+    """Stamps of up to ``count`` evenly spaced frames, the contact sheet's candidates."""
+    if not plan.stamps:
+        return set()
+    picks = np.linspace(0, plan.frames - 1, min(count, plan.frames)).round().astype(int)
+    return {plan.stamps[i] for i in picks}
