@@ -32,9 +32,6 @@ from .optim import build_optimizer, lr_at, set_lr
 
 log = logging.getLogger(__name__)
 
-CLASS_SET_OF_DATASET = {"cityscapes": "cityscapes", "synthetic": "cityscapes",
-                        "camvid": "camvid", "folder": "cityscapes"}
-
 
 class SegLoss(nn.Module):
     """OHEM on the main head + aux_weight x OHEM on each aux head + detail BCE + dice."""
@@ -79,7 +76,6 @@ class Trainer:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.out_dir = Path(cfg.train.out_dir)
-        self.class_set = CLASS_SET_OF_DATASET[cfg.data.dataset]
 
     # ---- 1. set-up ------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -98,6 +94,8 @@ class Trainer:
     def _build_data(self) -> None:
         self.loader, self.sampler = build_train_loader(
             self.cfg, self.dist.rank, self.dist.world_size, self.device.type == "cuda")
+        # Checkpoints record the classes of the data they were trained on.
+        self.class_set = self.loader.dataset.dataset.class_set.name
         self.val_dataset = None
         if self.cfg.train.eval_every > 0 and self.dist.is_main:
             from bisestdc_core.data.datasets import build_dataset
@@ -217,8 +215,12 @@ class Trainer:
                 with _autocast(cfg, self.device):
                     outputs = model(images)
                 loss, parts = self.criterion(outputs, labels)
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(f"loss is {loss.item()} at iteration {it}")
+                # One device-to-host transfer for every logged number: each .item() would be
+                # a separate synchronisation of the GPU.
+                values = dict(zip(("loss", *parts),
+                                  torch.stack([loss.detach(), *parts.values()]).tolist()))
+                if not math.isfinite(values["loss"]):
+                    raise FloatingPointError(f"loss is {values['loss']} at iteration {it}")
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optimizer)
@@ -227,18 +229,15 @@ class Trainer:
                 images_seen += images.shape[0] * self.dist.world_size
                 bar.update(1)
                 if history is not None:
-                    record = {"iteration": it, "loss": loss.item(), "lr": lr,
-                              **{k: float(v) for k, v in parts.items()}}
-                    history.write(json.dumps(record) + "\n")
+                    history.write(json.dumps({"iteration": it, "lr": lr, **values}) + "\n")
                     history.flush()
                 if self.dist.is_main and (it % tc.log_every == 0 or it == tc.max_iters):
-                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
-                    self.writer.add_scalar("train/loss", loss.item(), it)
+                    bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}")
                     self.writer.add_scalar("train/lr", lr, it)
-                    for k, v in parts.items():
-                        self.writer.add_scalar(f"train/{k}", float(v), it)
+                    for k, v in values.items():
+                        self.writer.add_scalar(f"train/{k}", v, it)
                     log.info("iteration %d/%d loss %.4f lr %.3e", it, tc.max_iters,
-                             loss.item(), lr)
+                             values["loss"], lr)
                 if it % tc.ckpt_every == 0 or it == tc.max_iters:
                     self._save_last(it)
                 if tc.eval_every and (it % tc.eval_every == 0 or it == tc.max_iters):
