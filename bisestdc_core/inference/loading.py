@@ -13,7 +13,6 @@ from torch import nn
 
 from ..classes import CLASS_SETS, ClassSet, get_class_set
 from ..models import build_model, load_checkpoint_model
-from ..models.checkpoint import PROJECT_FORMAT, read_file
 from .processing import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
@@ -66,14 +65,7 @@ def load_network(
         path = Path(weights)
         if not path.is_file():
             raise ValueError(f"weights file not found: {path}")
-        obj = read_file(path)
-        is_project = isinstance(obj, dict) and obj.get("format") == PROJECT_FORMAT
-        del obj
-        if is_project:
-            model, meta = load_checkpoint_model(path)
-        else:
-            model = build_model(model_name, num_classes, weights=path).float().eval()
-            meta = {"model": model_name, "num_classes": num_classes}
+        model, meta = load_checkpoint_model(path, model_name, num_classes)
     meta.setdefault("mean", list(IMAGENET_MEAN))
     meta.setdefault("std", list(IMAGENET_STD))
     return model, meta

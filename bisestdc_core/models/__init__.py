@@ -14,6 +14,7 @@ from torch import nn
 from .checkpoint import (
     CheckpointError,
     load_backbone_weights,
+    load_checkpoint_object,
     load_weights,
     make_checkpoint,
     read_file,
@@ -57,25 +58,35 @@ def build_model(
     return model
 
 
-def load_checkpoint_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the network a project checkpoint describes and load it (fp32, eval mode).
+def load_checkpoint_model(
+    path: str | os.PathLike, model_name: str | None = None, num_classes: int | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build and load the network a checkpoint file holds (fp32, eval mode); one read.
+
+    A project checkpoint names its own network. A seed checkpoint does not: pass
+    ``model_name`` and ``num_classes`` for those.
 
     Returns:
-        ``(model, meta)`` with meta keys ``model``, ``num_classes``, ``class_set``, ``mean``,
-        ``std`` (and whatever else the trainer stored).
+        ``(model, meta)`` with meta keys ``model``, ``num_classes``, ``mean``, ``std``, and for
+        project checkpoints ``class_set`` (and whatever else the trainer stored).
     """
     obj = read_file(path)
-    if not isinstance(obj, dict) or obj.get("format") != "bisestdc":
+    if isinstance(obj, dict) and obj.get("format") == "bisestdc":
+        for key in ("model", "num_classes"):
+            if key not in obj:
+                raise CheckpointError(f"{path}: project checkpoint lacks {key!r}")
+        model = build_model(obj["model"], int(obj["num_classes"]))
+        meta = load_checkpoint_object(model, obj, path, obj["model"])
+        meta.setdefault("class_set", "cityscapes")
+    elif model_name is not None and num_classes is not None:
+        model = build_model(model_name, num_classes)
+        load_checkpoint_object(model, obj, path, model_name)
+        meta = {"model": model_name, "num_classes": num_classes}
+    else:
         raise CheckpointError(
             f"{path}: not a project checkpoint (no 'format': 'bisestdc'); for seed files use "
             "build_model(name, num_classes, weights=path)"
         )
-    for key in ("model", "num_classes"):
-        if key not in obj:
-            raise CheckpointError(f"{path}: project checkpoint lacks {key!r}")
-    model = build_model(obj["model"], int(obj["num_classes"]))
-    meta = load_weights(model, path, obj["model"])
-    meta.setdefault("class_set", "cityscapes")
     meta.setdefault("mean", [0.485, 0.456, 0.406])
     meta.setdefault("std", [0.229, 0.224, 0.225])
     return model.float().eval(), meta

@@ -153,12 +153,19 @@ def _check_and_load(
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike, model_name: str) -> dict[str, Any]:
-    """Load a project or seed segmentation checkpoint into ``model`` (all or nothing).
+    """Load a project or seed segmentation checkpoint file into ``model`` (all or nothing).
 
     Returns:
         The project checkpoint's metadata (empty for seed files).
     """
-    obj = read_file(path)
+    return load_checkpoint_object(model, read_file(path), path, model_name)
+
+
+def load_checkpoint_object(
+    model: nn.Module, obj: Any, path: str | os.PathLike, model_name: str
+) -> dict[str, Any]:
+    """``load_weights`` for a checkpoint already read with :func:`read_file` (``path`` names
+    it in messages), so that callers who looked inside the file need not read it again."""
     meta: dict[str, Any] = {}
     if isinstance(obj, Mapping) and obj.get("format") == PROJECT_FORMAT:
         meta = {k: v for k, v in obj.items() if k not in ("state_dict", "optimizer", "scaler")}
