@@ -12,7 +12,6 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -23,20 +22,23 @@ from .config import Config
 
 
 class SeededSamples(Dataset):
-    """Wraps a dataset; ``ds[(epoch, index)]`` draws its augmentation from a fixed seed."""
+    """Wraps a dataset; ``ds[(epoch, index)]`` draws its augmentation from a fixed seed.
 
-    def __init__(self, dataset: Any, seed: int):
+    ``rng`` is the generator the dataset's transforms were built with; it is reseeded for
+    every sample (it travels to each DataLoader worker together with the transforms).
+    """
+
+    def __init__(self, dataset: Any, seed: int, rng: random.Random):
         self.dataset = dataset
         self.seed = seed
+        self.rng = rng
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         epoch, index = key
-        sample_seed = hash((self.seed, epoch, index)) & 0x7FFFFFFF
-        random.seed(sample_seed)  # the transforms draw from Python's `random`
-        np.random.seed(sample_seed)
+        self.rng.seed(hash((self.seed, epoch, index)) & 0x7FFFFFFF)
         sample = self.dataset[index]
         return {"image": sample["image"], "label": sample["label"]}
 
@@ -99,13 +101,14 @@ def build_train_loader(cfg: Config, rank: int, world_size: int, pin_memory: bool
                        ) -> tuple[DataLoader, ResumableSampler]:
     """DataLoader over the training split with the seed's augmentations."""
     dc = cfg.data
-    transform = build_train_transforms(tuple(dc.crop_size), dc.scales, dc.jitter)
+    rng = random.Random()
+    transform = build_train_transforms(tuple(dc.crop_size), dc.scales, dc.jitter, rng=rng)
     dataset = build_dataset(dc.dataset, dc.root, dc.train_split, transform=transform)
     if len(dataset) == 0:
         raise ValueError(f"{dc.root}: the '{dc.train_split}' split holds no images")
     sampler = ResumableSampler(len(dataset), dc.batch_size, cfg.train.seed, rank, world_size)
     loader = DataLoader(
-        SeededSamples(dataset, cfg.train.seed),
+        SeededSamples(dataset, cfg.train.seed, rng),
         batch_size=dc.batch_size,
         sampler=sampler,
         num_workers=dc.workers,
