@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -63,8 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     _step(1, 3, f"Rendering a {args.frames}-frame synthetic drive ({args.width}x{args.height}, "
                 f"{args.rate:g} Hz) into a rosbag2 ({args.storage}): {bag}")
     if bag.exists():
-        import shutil
-
         shutil.rmtree(bag)
     args.out.mkdir(parents=True, exist_ok=True)
     code = make_bag.main([
