@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import rclpy
@@ -100,6 +100,13 @@ def _stamp_seconds(stamp: Any) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+class _Settings(NamedTuple):
+    """What a frame is processed with; replaced as a whole when parameters change."""
+
+    config: SegmentConfig
+    small_ids: tuple[int, ...]
+
+
 @dataclass
 class Camera:
     """Publishers and counters of one input stream."""
@@ -154,14 +161,14 @@ class SegmentNode(Node):
         # Declared after the engine: its default is the engine's class set's own list.
         self._declare(spec.name, list(class_set.small_objects), spec.description, spec.read_only)
         try:
-            self._config = validate(
+            config = validate(
                 {**values, spec.name: self.get_parameter(spec.name).value}, self._class_names
             )
         except ConfigError as error:
             raise StartupError(f"invalid parameter: {error}") from error
         self._palette = np.asarray(class_set.palette_bgr(), np.uint8)
         self._lut = palette_lut(self._palette)
-        self._small_ids = self._class_ids(self._config.small_object_classes)
+        self._settings = self._make_settings(config)
 
         # Registered after the declarations: they run for runtime changes only.
         self.add_on_set_parameters_callback(self._validate_parameter_changes)
@@ -289,11 +296,16 @@ class SegmentNode(Node):
             return SetParametersResult(successful=False, reason=str(error))
         return SetParametersResult(successful=True)
 
+    def _make_settings(self, config: SegmentConfig) -> _Settings:
+        return _Settings(config, self._class_ids(config.small_object_classes))
+
+    @property
+    def _config(self) -> SegmentConfig:
+        return self._settings.config
+
     def _apply_parameter_changes(self, params: list[Parameter]) -> None:
-        config = validate(self._current_values(), self._class_names)
-        # One assignment each: the worker reads a consistent snapshot without a lock.
-        self._small_ids = self._class_ids(config.small_object_classes)
-        self._config = config
+        # One assignment: the worker reads config and small-object ids as one snapshot.
+        self._settings = self._make_settings(validate(self._current_values(), self._class_names))
         self.get_logger().info(
             "parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params)
         )
@@ -322,7 +334,22 @@ class SegmentNode(Node):
             if taken is None:
                 continue
             index, (msg, received) = taken
-            self.process_frame(index, msg, received)
+            try:
+                self.process_frame(index, msg, received)
+            except Exception as error:  # noqa: BLE001 - one bad frame must not end the worker
+                # Counted and reported as ERROR on /diagnostics, like an engine failure.
+                self._count_engine_error(
+                    f"processing a frame of {self._cameras[index].topic} failed: "
+                    f"{type(error).__name__}: {error}"
+                )
+
+    def _count_engine_error(self, message: str) -> None:
+        """Count a failed frame, report it on /diagnostics (ERROR) and log it (throttled)."""
+        with self._stats_lock:
+            self._engine_errors += 1
+            self._window_engine_errors += 1
+            self._last_engine_error = message
+        self.get_logger().error(message, throttle_duration_sec=LOG_THROTTLE_S)
 
     def stop(self) -> None:
         """Stop the worker thread (before destroy_node)."""
@@ -365,8 +392,7 @@ class SegmentNode(Node):
             was skipped (malformed message or an engine failure).
         """
         camera = self._cameras[index]
-        config = self._config
-        small_ids = self._small_ids
+        config, small_ids = self._settings
         received = time.monotonic() if received is None else received
         t0 = time.perf_counter()
         try:
@@ -388,16 +414,7 @@ class SegmentNode(Node):
                 frame, channel_order=order, with_confidence=wanted["confidence"]
             )
         except (RuntimeError, ValueError, MemoryError) as error:
-            # An engine failure must not kill the worker: count it, report ERROR on
-            # /diagnostics and go on with the next frame.
-            with self._stats_lock:
-                self._engine_errors += 1
-                self._window_engine_errors += 1
-                self._last_engine_error = str(error)
-            self.get_logger().error(
-                f"segmentation failed on {camera.topic}: {error}",
-                throttle_duration_sec=LOG_THROTTLE_S,
-            )
+            self._count_engine_error(f"segmentation failed on {camera.topic}: {error}")
             return None
         t_segmented = time.perf_counter()
 
@@ -460,16 +477,19 @@ class SegmentNode(Node):
             self._latencies.append(node_latency_ms)
             self._window_frames += 1
         if wanted["latency"]:
-            pubs["latency"].publish(self._latency_msg(camera, header, timings, objects))
+            pubs["latency"].publish(
+                self._latency_msg(camera, header, timings, objects, small_ids)
+            )
         return timings
 
     def _latency_msg(
-        self, camera: Camera, header: Any, timings: dict[str, float], objects: list[SmallObject]
+        self, camera: Camera, header: Any, timings: dict[str, float],
+        objects: list[SmallObject], small_ids: tuple[int, ...],
     ) -> DiagnosticArray:
         values = [KeyValue(key=k, value=f"{v:.3f}") for k, v in timings.items()]
         values.append(KeyValue(key="drops", value=str(self._slots.drops(camera.index))))
         values.append(KeyValue(key="input_errors", value=str(camera.input_errors)))
-        for class_id in self._small_ids:
+        for class_id in small_ids:
             count = sum(o.class_id == class_id for o in objects)
             values.append(
                 KeyValue(key=f"small_objects/{self._class_names[class_id]}", value=str(count))

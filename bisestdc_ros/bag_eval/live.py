@@ -202,43 +202,46 @@ def run_live(plan: BagPlan, args: argparse.Namespace, out_dir: Path
             raise EvalError(f"segment_node exited with code {process.returncode}; its log "
                             f"({node_log}):\n{node_log_tail(node_log)}")
 
-    context = Context()
-    rclpy.init(context=context)
-    recorder = ReplayRecorder(context, in_topic, plan.image_type, camera_topic, args.reliable)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(recorder.node)
-
-    def spin() -> None:
-        try:
-            executor.spin()
-        except ExternalShutdownException:
-            pass
-
-    spinner = threading.Thread(target=spin, name="bag_eval_spin", daemon=True)
-    spinner.start()
+    # Whatever fails from here on (DDS set-up included), the node started above is stopped.
     try:
-        log.info("waiting for segment_node on %s (outputs %s, %s)", in_topic,
-                 recorder.labels_topic, recorder.latency_topic)
-        wait_until(recorder.discovered, args.startup_timeout,
-                   f"segment_node to subscribe {in_topic} and publish {recorder.labels_topic}",
-                   alive)
-        with BagReader(plan.path) as bag:
-            warm_up(bag, plan, recorder, args.startup_timeout, alive)
-            start, first_publish, result_details = replay(bag, plan, recorder, args.rate_factor)
-        total = len(set(plan.stamps))
-        # Outputs trail the last frame by one inference; stop once all arrived or none came
-        # for idle_timeout seconds.
-        while not recorder.complete(total):
-            alive()
-            idle = time.monotonic() - max(recorder.last_output, result_details["last_publish"])
-            if idle > args.idle_timeout:
-                break
-            time.sleep(0.05)
+        context = Context()
+        rclpy.init(context=context)
+        recorder = ReplayRecorder(context, in_topic, plan.image_type, camera_topic, args.reliable)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(recorder.node)
+
+        def spin() -> None:
+            try:
+                executor.spin()
+            except ExternalShutdownException:
+                pass
+
+        spinner = threading.Thread(target=spin, name="bag_eval_spin", daemon=True)
+        spinner.start()
+        try:
+            log.info("waiting for segment_node on %s (outputs %s, %s)", in_topic,
+                     recorder.labels_topic, recorder.latency_topic)
+            wait_until(recorder.discovered, args.startup_timeout,
+                       f"segment_node to subscribe {in_topic} and publish {recorder.labels_topic}",
+                       alive)
+            with BagReader(plan.path) as bag:
+                warm_up(bag, plan, recorder, args.startup_timeout, alive)
+                start, first_publish, result_details = replay(bag, plan, recorder, args.rate_factor)
+            total = len(set(plan.stamps))
+            # Outputs trail the last frame by one inference; stop once all arrived or none came
+            # for idle_timeout seconds.
+            while not recorder.complete(total):
+                alive()
+                idle = time.monotonic() - max(recorder.last_output, result_details["last_publish"])
+                if idle > args.idle_timeout:
+                    break
+                time.sleep(0.05)
+        finally:
+            executor.shutdown(timeout_sec=5.0)
+            spinner.join(timeout=10.0)
+            recorder.node.destroy_node()
+            rclpy.try_shutdown(context=context)
     finally:
-        executor.shutdown(timeout_sec=5.0)
-        spinner.join(timeout=10.0)
-        recorder.node.destroy_node()
-        rclpy.try_shutdown(context=context)
         if process is not None:
             code = stop_node(process)
             log.info("segment_node stopped (exit code %d); log: %s", code, node_log)
