@@ -30,6 +30,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from bisestdc_ros.segment_config import output_topics
+
 LOG = logging.getLogger("soak")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CAMERA = "/soak/image_raw"
@@ -103,8 +105,9 @@ def soak(node: subprocess.Popen, args: argparse.Namespace, height: int, width: i
     publisher = probe.create_publisher(Image, CAMERA, qos)
     labels_count = [0]
     diagnostics: list[dict[str, str]] = []
-    probe.create_subscription(Image, "/soak/segmentation/labels",
-                              lambda _m: labels_count.__setitem__(0, labels_count[0] + 1), qos)
+    labels_sub = probe.create_subscription(
+        Image, output_topics(CAMERA)["labels"],
+        lambda _m: labels_count.__setitem__(0, labels_count[0] + 1), qos)
     probe.create_subscription(
         DiagnosticArray, "/diagnostics",
         lambda m: diagnostics.append({v.key: v.value for v in m.status[0].values}), 10)
@@ -113,7 +116,9 @@ def soak(node: subprocess.Popen, args: argparse.Namespace, height: int, width: i
     threading.Thread(target=executor.spin, daemon=True).start()
     try:
         deadline = time.monotonic() + 120
-        while publisher.get_subscription_count() == 0:
+        # Both directions: the node skips outputs nobody subscribes to, so a frame sent before
+        # its labels publisher has matched ours would never be answered.
+        while publisher.get_subscription_count() == 0 or labels_sub.get_publisher_count() == 0:
             if time.monotonic() > deadline or node.poll() is not None:
                 LOG.error("the node did not come up")
                 return 1
@@ -130,9 +135,11 @@ def soak(node: subprocess.Popen, args: argparse.Namespace, height: int, width: i
         def publish_for(seconds: float, rate_hz: float | None) -> int:
             """Publish for `seconds`; rate None: one frame per processed result (closed loop)."""
             sent, end, next_t = 0, time.monotonic() + seconds, time.monotonic()
+            last_sent = 0.0
             while time.monotonic() < end:
                 if rate_hz is None:
-                    if labels_count[0] < sent:
+                    # Closed loop; a frame unanswered for 1 s counts as lost and is re-sent.
+                    if labels_count[0] < sent and time.monotonic() - last_sent < 1.0:
                         time.sleep(0.002)
                         continue
                 else:
@@ -142,6 +149,7 @@ def soak(node: subprocess.Popen, args: argparse.Namespace, height: int, width: i
                 msg.header.stamp = probe.get_clock().now().to_msg()
                 publisher.publish(msg)
                 sent += 1
+                last_sent = time.monotonic()
             return sent
 
         before = labels_count[0]
