@@ -217,11 +217,14 @@ def export_cached(
     network: nn.Module, meta: dict[str, Any], weights: str | os.PathLike | None, *,
     class_set: str, class_names: Sequence[str], network_size: Sequence[int],
     channel_order: str = "rgb", dynamic: bool = True, confidence: bool = False,
+    directory: Path | None = None,
 ) -> Path:
     """Export into the cache unless an export with the same weights and settings is there.
 
     The key is the weights' hash (the file's sha256, or the tensors' for in-memory weights)
     plus every export setting, so a changed checkpoint or setting never reuses a stale file.
+    ``directory`` replaces the persistent cache folder (for networks no file describes, whose
+    exports could never be reused).
     """
     weights_hash = file_sha256(weights) if weights is not None else state_dict_sha256(network)
     settings = (
@@ -229,7 +232,7 @@ def export_cached(
         f"{channel_order}-{'dyn' if dynamic else 'fixed'}-{'conf' if confidence else 'noconf'}-"
         f"op{OPSET}-v{EXPORT_VERSION}"
     )
-    path = cache_dir("onnx") / f"{weights_hash[:16]}-{settings}.onnx"
+    path = (directory or cache_dir("onnx")) / f"{weights_hash[:16]}-{settings}.onnx"
     sidecar = read_sidecar(path) if path.is_file() else None
     if sidecar is not None and sidecar.get("sha256") == file_sha256(path):
         log.info("reusing cached ONNX export %s", path)
@@ -249,13 +252,6 @@ def export_cached(
 
 
 # ---- command line ---------------------------------------------------------------------------
-
-def _size(text: str) -> tuple[int, int]:
-    parts = text.lower().replace("x", " ").split()
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"expected HxW, got {text!r}")
-    return int(parts[0]), int(parts[1])
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -129,8 +130,16 @@ class Segmenter:
         self._lock = threading.Lock()
         self._explicit_engine = engine
         self._meta: dict[str, Any] = {}
+        # Exports of random networks go to a folder that lives as long as this Segmenter: no
+        # later run could reuse them, so they must not pile up in the persistent cache.
+        self._scratch = tempfile.TemporaryDirectory(prefix="bisestdc-") if weights is None \
+            else None
         self.device = _resolve_device(device)
         self._engine: Engine = self._choose(engine, precision)
+        if self._requested_size and tuple(self._engine.network_size) != self._requested_size:
+            raise ValueError(
+                f"the {self._engine.name} model runs at {tuple(self._engine.network_size)}, not "
+                f"the requested network_size {self._requested_size}")
         self.engine_name: str = self._engine.name
         self.precision: str = self._engine.precision
         self.device = self._engine.device
@@ -219,7 +228,8 @@ class Segmenter:
         class_set = resolve_class_set(None, meta.get("class_set"), int(meta["num_classes"]))
         return export_cached(model, meta, self._weights, class_set=class_set.name,
                              class_names=class_set.names, network_size=self._network_size(meta),
-                             channel_order="rgb", dynamic=False, confidence=True)
+                             channel_order="rgb", dynamic=False, confidence=True,
+                             directory=self._scratch_dir)
 
     def _make_torch(self, precision: str) -> Engine:
         from .torch_engine import TorchEngine  # noqa: PLC0415
@@ -238,10 +248,6 @@ class Segmenter:
         device = self.device if self.device.startswith("cuda") and self._ort_cuda() else "cpu"
         if self._onnx is not None:
             meta = read_sidecar(self._onnx) or {}
-            if self._requested_size and meta.get("network_size") and \
-                    tuple(meta["network_size"]) != self._requested_size:
-                raise ValueError(f"{self._onnx} runs at {tuple(meta['network_size'])}, not the "
-                                 f"requested network_size {self._requested_size}")
             self._meta = {"num_classes": meta.get("num_classes", self._num_classes),
                           "class_set": meta.get("class_set")}
             return OnnxRuntimeEngine(self._onnx, meta or None, device=device)
@@ -253,12 +259,17 @@ class Segmenter:
         def export(confidence: bool) -> tuple[Path, dict]:
             path = export_cached(model, meta, self._weights, class_set=class_set.name,
                                  class_names=class_set.names, network_size=size,
-                                 channel_order="rgb", dynamic=True, confidence=confidence)
+                                 channel_order="rgb", dynamic=True, confidence=confidence,
+                                 directory=self._scratch_dir)
             return path, read_sidecar(path)
 
         path, sidecar = export(False)
         return OnnxRuntimeEngine(path, sidecar, device=device,
                                  confidence_factory=lambda: export(True))
+
+    @property
+    def _scratch_dir(self) -> Path | None:
+        return Path(self._scratch.name) if self._scratch is not None else None
 
     def _ort_cuda(self) -> bool:
         from .onnxruntime_engine import cuda_provider_available  # noqa: PLC0415
