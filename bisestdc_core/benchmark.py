@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .inference import Segmenter
+from .inference.onnxruntime_engine import usable_cores
 from .inference.synthetic import synthetic_frame
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,7 @@ def hardware_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
+        "usable_cores": usable_cores(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -222,7 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.weights and len(args.models) > 1:
+        # A checkpoint holds one network: each --models entry would time that same network.
+        parser.error("--weights times the one network it holds: give a single --models entry")
     args.argv = argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     report = run_benchmark(args)
