@@ -3,6 +3,14 @@
 ``Segmenter(weights=..., engine="auto").segment(frame)`` -> :class:`SegmentationResult`.
 """
 
-from .segmenter import SegmentationResult, Segmenter, available_engines
+import cv2
+
+# OpenCV's own thread pool fights PyTorch's OpenMP pool for the same cores: measured here,
+# merely importing cv2 made a torch CPU forward ~3x slower. Our OpenCV calls are small
+# (label resizes), so they run on the calling thread. This is process-wide, for every process
+# that runs inference (the node, the tools, the benchmarks).
+cv2.setNumThreads(0)
+
+from .segmenter import SegmentationResult, Segmenter, available_engines  # noqa: E402
 
 __all__ = ["Segmenter", "SegmentationResult", "available_engines"]

@@ -10,12 +10,6 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-# OpenCV's own thread pool fights PyTorch's OpenMP pool for the same cores: measured here,
-# merely importing cv2 made a torch CPU forward ~3x slower. Our OpenCV calls are small
-# (label resizes), so run them on the calling thread. Process-wide, hence set where cv2 is
-# first imported by the engines.
-cv2.setNumThreads(0)
-
 
 @dataclass
 class EngineOutput:

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import base  # noqa: F401 - sets OpenCV to single-threaded (see base)
 from .processing import IMAGENET_MEAN, IMAGENET_STD
 
 
