@@ -18,11 +18,10 @@ import numpy as np
 import torch
 
 from bisestdc_core.classes import IGNORE_INDEX
+from bisestdc_core.normalization import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 - re-exported
 
 Sample = dict[str, Any]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SEED_SCALES = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0, 1.125, 1.25, 1.375, 1.5)
 """The seed's random scales: {0.125, 0.25, ..., 1.5}."""
 SEED_CROP = (512, 1024)  # (height, width): the seed's 1024x512 crops

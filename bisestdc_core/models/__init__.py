@@ -11,7 +11,9 @@ from typing import Any
 
 from torch import nn
 
+from ..normalization import IMAGENET_MEAN, IMAGENET_STD
 from .checkpoint import (
+    PROJECT_FORMAT,
     CheckpointError,
     load_backbone_weights,
     load_checkpoint_object,
@@ -71,7 +73,7 @@ def load_checkpoint_model(
         project checkpoints ``class_set`` (and whatever else the trainer stored).
     """
     obj = read_file(path)
-    if isinstance(obj, dict) and obj.get("format") == "bisestdc":
+    if isinstance(obj, dict) and obj.get("format") == PROJECT_FORMAT:
         for key in ("model", "num_classes"):
             if key not in obj:
                 raise CheckpointError(f"{path}: project checkpoint lacks {key!r}")
@@ -84,9 +86,9 @@ def load_checkpoint_model(
         meta = {"model": model_name, "num_classes": num_classes}
     else:
         raise CheckpointError(
-            f"{path}: not a project checkpoint (no 'format': 'bisestdc'); for seed files use "
-            "build_model(name, num_classes, weights=path)"
+            f"{path}: not a project checkpoint (no 'format': '{PROJECT_FORMAT}'); for seed "
+            "files pass model_name and num_classes"
         )
-    meta.setdefault("mean", [0.485, 0.456, 0.406])
-    meta.setdefault("std", [0.229, 0.224, 0.225])
+    meta.setdefault("mean", list(IMAGENET_MEAN))
+    meta.setdefault("std", list(IMAGENET_STD))
     return model.float().eval(), meta

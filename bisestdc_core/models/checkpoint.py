@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..normalization import IMAGENET_MEAN, IMAGENET_STD
+
 log = logging.getLogger(__name__)
 
 PROJECT_FORMAT = "bisestdc"
@@ -211,7 +213,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
 
 def make_checkpoint(
     model: nn.Module, model_name: str, class_set: str, half: bool = False,
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406), std: tuple[float, ...] = (0.229, 0.224, 0.225),
+    mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
     **extra: Any,
 ) -> dict[str, Any]:
     """The project's checkpoint dict for ``model`` (optionally with fp16 tensors)."""
