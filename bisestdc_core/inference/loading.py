@@ -60,15 +60,14 @@ def load_network(
     if weights is None:
         log.warning("no weights given: %s with random initialisation (latency only)", model_name)
         model = build_model(model_name, num_classes).float().eval()
-        meta: dict[str, Any] = {"model": model_name, "num_classes": num_classes}
-    else:
-        path = Path(weights)
-        if not path.is_file():
-            raise ValueError(f"weights file not found: {path}")
-        model, meta = load_checkpoint_model(path, model_name, num_classes)
-    meta.setdefault("mean", list(IMAGENET_MEAN))
-    meta.setdefault("std", list(IMAGENET_STD))
-    return model, meta
+        meta: dict[str, Any] = {"model": model_name, "num_classes": num_classes,
+                                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+        return model, meta
+    path = Path(weights)
+    if not path.is_file():
+        raise ValueError(f"weights file not found: {path}")
+    # Its metadata always carries mean and std (the checkpoint's, or the defaults).
+    return load_checkpoint_model(path, model_name, num_classes)
 
 
 def generic_class_set(num_classes: int) -> ClassSet:
