@@ -286,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--calib-bag", help="rosbag for int8 calibration (with --calib-topic)")
     trt.add_argument("--calib-topic", help="image topic in --calib-bag")
     trt.add_argument("--calib-count", type=int, default=256, help="calibration frames to use")
-    trt.add_argument("--calib-cache", help="calibration cache file (default: <engine>.calib)")
+    trt.add_argument("--calib-cache",
+                     help="calibration cache file (default: <engine>.<onnx sha256>.calib)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 

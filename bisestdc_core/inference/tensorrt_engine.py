@@ -347,6 +347,11 @@ def ensure_engine(
         return engine_path
     if engine_path.is_file():
         log.info("rebuilding stale TensorRT engine %s: %s", engine_path, "; ".join(reasons))
+    if calib_cache is None:
+        # Scales belong to the weights they were measured on: a cache named after the ONNX's
+        # hash is never reused for an engine rebuilt from new weights.
+        calib_cache = engine_path.with_name(
+            f"{engine_path.stem}.{key['onnx_sha256'][:16]}.calib")
     build_engine(onnx_path, engine_path, precision, shape, workspace_mb=workspace_mb,
                  channel_order=onnx_meta.get("channel_order", "rgb"),
                  calib_images=calib_images, calib_bag=calib_bag, calib_topic=calib_topic,
