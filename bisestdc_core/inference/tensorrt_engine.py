@@ -34,7 +34,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .base import EngineOutput, prepare_frame, resize_map
@@ -208,8 +207,8 @@ def calibration_frames(
         raise ValueError("int8 calibration needs an image folder or a bag and topic")
     height, width = int(input_shape[1]), int(input_shape[2])
     for rgb in source:
-        yield prepare_frame(cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA),
-                            "rgb", channel_order)
+        # The same host resize the runner applies, so calibration sees what inference sees.
+        yield prepare_frame(rgb, "rgb", channel_order, (height, width))
 
 
 def _make_calibrator(trt: Any, cuda: Any, frames: Iterator[np.ndarray], nbytes: int,
