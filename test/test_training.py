@@ -196,3 +196,27 @@ def test_ddp_two_gloo_processes_stay_in_sync(tiny_streets, tmp_path):
     # The ranks trained on different shards: the result differs from one process alone.
     model, _ = load_checkpoint_model(out_dir / "last.pt")
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_wrong_class_count_stops_at_start_up(tiny_streets, tmp_path, capsys):
+    from training.train import main
+
+    code = main(["--config", str(CONFIG),
+                 *tiny_overrides(tiny_streets, tmp_path / "run", 2, **{"model.num_classes": 11})])
+    assert code == 2
+    assert "'model.num_classes' is 11 but synthetic has 19 classes" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_split_without_labels_stops_at_start_up(tiny_streets, tmp_path, capsys):
+    import shutil
+
+    from training.train import main
+
+    root = tmp_path / "streets"
+    shutil.copytree(tiny_streets, root)
+    shutil.rmtree(root / "gtFine" / "train")
+    code = main(["--config", str(CONFIG), *tiny_overrides(root, tmp_path / "run", 2)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "split 'train'" in err and "without labels" in err

@@ -52,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from bisestdc_core.training.trainer import Trainer
 
-    summary = Trainer(cfg).fit()
+    try:
+        summary = Trainer(cfg).fit()
+    except ConfigError as exc:  # data that cannot train, found when the datasets are opened
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     logging.info("done: %s", summary)
     return 0
 

@@ -43,10 +43,6 @@ class STDCNet(nn.Module):
         b16 = b8 + self.layers[1]
         self._stage_slices = ((0, 1), (1, 2), (2, b8), (b8, b16), (b16, len(self.features)))
 
-    @property
-    def channels(self) -> tuple[int, int, int, int, int]:
-        return (32, 64, 256, 512, 1024)
-
     def _run(self, start: int, stop: int, x: torch.Tensor) -> torch.Tensor:
         for i in range(start, stop):
             x = self.features[i](x)
@@ -82,10 +78,6 @@ class BiSeSTDCBackbone(STDCNet):
         super().__init__(STDC1_LAYERS, base)
         self.detail_branch = DetailBranch()
         self.detail_fusion = FeatureFusionModule(256 + 64, 256)
-
-    @property
-    def channels(self) -> tuple[int, int, int, int, int]:
-        return (32, 256, 256, 512, 1024)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feat2, feat4, feat8, feat16, feat32 = super().forward(x)

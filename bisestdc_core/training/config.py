@@ -31,7 +31,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "cityscapes"  # cityscapes | camvid | folder | synthetic
+    dataset: str = "cityscapes"  # cityscapes | camvid | synthetic (labelled splits)
     root: str = "data/cityscapes"
     train_split: str = "train"
     val_split: str = "val"
@@ -93,7 +93,8 @@ class Config:
 
 _CHOICES = {
     ("model", "name"): ("bisestdc", "stdc1", "stdc2"),
-    ("data", "dataset"): ("cityscapes", "camvid", "folder", "synthetic"),
+    # No "folder": an image folder has no splits, so training and validation would coincide.
+    ("data", "dataset"): ("cityscapes", "camvid", "synthetic"),
     ("train", "amp"): ("none", "bf16", "fp16"),
     ("train", "device"): ("auto", "cpu", "cuda"),
 }

@@ -48,14 +48,6 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    if info.enabled:
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= info.world_size
-    return value
-
-
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -21,12 +21,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from bisestdc_core.data.datasets import build_dataset
 from bisestdc_core.losses import DetailAggregateLoss, OhemCELoss
 from bisestdc_core.models import build_model, make_checkpoint
 from bisestdc_core.models.checkpoint import atomic_save, read_file
 
 from . import distributed
-from .config import Config, dump_config
+from .config import Config, ConfigError, dump_config
 from .data import build_train_loader
 from .optim import build_optimizer, lr_at, set_lr
 
@@ -59,6 +60,18 @@ def _autocast(cfg: Config, device: torch.device):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
     return torch.autocast("cuda", dtype=dtype)
+
+
+def _check_trainable(dataset: Any, cfg: Config, split: str) -> None:
+    """Stop at start-up, not at the first batch or evaluation, on data that cannot train."""
+    unlabelled = [name for name, _image, label in dataset.items if label is None]
+    if unlabelled:
+        raise ConfigError(f"'data.root': split '{split}' of {cfg.data.root} has "
+                          f"{len(unlabelled)} image(s) without labels, e.g. {unlabelled[0]}")
+    if dataset.class_set.num_classes != cfg.model.num_classes:
+        raise ConfigError(
+            f"'model.num_classes' is {cfg.model.num_classes} but {cfg.data.dataset} has "
+            f"{dataset.class_set.num_classes} classes ({dataset.class_set.name})")
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -96,12 +109,13 @@ class Trainer:
             self.cfg, self.dist.rank, self.dist.world_size, self.device.type == "cuda")
         # Checkpoints record the classes of the data they were trained on.
         self.class_set = self.loader.dataset.dataset.class_set.name
+        train_set = self.loader.dataset.dataset
+        _check_trainable(train_set, self.cfg, self.cfg.data.train_split)
         self.val_dataset = None
         if self.cfg.train.eval_every > 0 and self.dist.is_main:
-            from bisestdc_core.data.datasets import build_dataset
-
             self.val_dataset = build_dataset(self.cfg.data.dataset, self.cfg.data.root,
                                              self.cfg.data.val_split)
+            _check_trainable(self.val_dataset, self.cfg, self.cfg.data.val_split)
 
     # ---- 3. model -------------------------------------------------------------------------
     def _build_model(self) -> None:
