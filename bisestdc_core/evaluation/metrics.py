@@ -43,8 +43,9 @@ class ConfusionMatrix:
         pred_arr, gt_arr = np.asarray(pred), np.asarray(gt)
         if pred_arr.shape != gt_arr.shape:
             raise ValueError(f"prediction shape {pred_arr.shape} != ground truth {gt_arr.shape}")
-        pred = pred_arr.astype(np.int64, copy=False).ravel()
-        gt = gt_arr.astype(np.int64, copy=False).ravel()
+        # Mask and range-check in the maps' own (narrow) dtype and widen only the scored
+        # pixels, at the end: full-size int64 copies cost more than the counting itself.
+        gt, pred = gt_arr.ravel(), pred_arr.ravel()
         valid = gt != self.ignore_index
         gt, pred = gt[valid], pred[valid]
         n = self.num_classes
@@ -53,7 +54,10 @@ class ConfusionMatrix:
                 f"ground truth ids outside 0..{n - 1} (and ignore {self.ignore_index})")
         if pred.size and (pred.min() < 0 or pred.max() >= n):
             raise ValueError(f"predicted ids outside 0..{n - 1}")
-        self.matrix += np.bincount(gt * n + pred, minlength=n * n).reshape(n, n)
+        index = gt.astype(np.int64)
+        index *= n
+        index += pred
+        self.matrix += np.bincount(index, minlength=n * n).reshape(n, n)
 
     def __iadd__(self, other: ConfusionMatrix) -> ConfusionMatrix:
         if other.num_classes != self.num_classes:
