@@ -173,34 +173,6 @@ class CityscapesDataset(SegmentationDataset):
         return label_ids_to_train_ids(raw, source)
 
 
-class CamVidDataset(SegmentationDataset):
-    """CamVid, SegNet split: ``root/{split}/NAME.jpg`` and ``root/{split}annot/NAME.png``.
-
-    Label values 0..10 are the CAMVID train ids, 11 (void) becomes IGNORE_INDEX.
-    """
-
-    class_set = CAMVID
-
-    def __init__(self, root: str | Path, split: str = "val", transform: Transform | None = None):
-        super().__init__(transform)
-        self.root = Path(root)
-        self.split = split
-        _require_dir(self.root, "dataset")
-        image_dir = _require_dir(self.root / split, "image")
-        label_dir = self.root / f"{split}annot"
-        has_labels = label_dir.is_dir()
-        for image_path in _list_images(image_dir):
-            label_path = label_dir / f"{image_path.stem}.png" if has_labels else None
-            self.items.append((image_path.stem, image_path, label_path))
-        if not self.items:
-            raise ValueError(f"no images in {image_dir}")
-
-    def _convert_label(self, raw: np.ndarray, source: str) -> np.ndarray:
-        label = raw.copy()
-        label[label == CAMVID_VOID] = IGNORE_INDEX
-        return check_train_ids(label, self.class_set.num_classes, source)
-
-
 class ImageFolderDataset(SegmentationDataset):
     """A folder of images, with optional same-stem ``.png`` label files of train ids.
 
@@ -230,6 +202,25 @@ class ImageFolderDataset(SegmentationDataset):
 
     def _convert_label(self, raw: np.ndarray, source: str) -> np.ndarray:
         return check_train_ids(raw, self.class_set.num_classes, source)
+
+
+class CamVidDataset(ImageFolderDataset):
+    """CamVid, SegNet split: ``root/{split}/NAME.jpg`` and ``root/{split}annot/NAME.png``.
+
+    Label values 0..10 are the CAMVID train ids, 11 (void) becomes IGNORE_INDEX.
+    """
+
+    def __init__(self, root: str | Path, split: str = "val", transform: Transform | None = None):
+        root = _require_dir(Path(root), "dataset")
+        label_dir = root / f"{split}annot"
+        super().__init__(root / split, label_dir if label_dir.is_dir() else None, CAMVID,
+                         transform)
+        self.root = root
+        self.split = split
+
+    def _convert_label(self, raw: np.ndarray, source: str) -> np.ndarray:
+        raw[raw == CAMVID_VOID] = IGNORE_INDEX  # read_label returns a fresh array
+        return super()._convert_label(raw, source)
 
 
 def _list_images(folder: Path) -> list[Path]:
