@@ -747,18 +747,20 @@ def _streams(seed: int, *keys: int) -> tuple[np.random.Generator, np.random.Gene
 # --------------------------------------------------------------------------------------------
 
 
-def render_scene(seed: int, height: int = 512, width: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def render_scene(seed: int, height: int = 512, width: int = 1024,
+                 *keys: int) -> tuple[np.ndarray, np.ndarray]:
     """Render one random street scene.
 
     Args:
         seed: any integer; the same seed gives byte-identical outputs.
         height, width: output size in pixels.
+        keys: further integers mixed into the seed (a dataset's split and frame index).
 
     Returns:
         image: H x W x 3 uint8 RGB.
         train_ids: H x W uint8 Cityscapes train ids (every pixel labelled).
     """
-    world_rng, noise_rng = _streams(seed)
+    world_rng, noise_rng = _streams(seed, *keys)
     world = _make_world(world_rng, length=0.0)
     return _render_world(world, 0, height, width, noise_rng, speed=0.0)
 
@@ -840,7 +842,7 @@ def write_dataset(out_root: str | Path, n_frames: int, split: str = "train", hei
         frames = render_sequence(seed * 7919 + split_key, n_frames, height, width)
         items = ((0, t, frame) for t, frame in enumerate(frames))
     else:
-        items = ((i, 0, _render_indexed(seed, split_key, i, height, width))
+        items = ((i, 0, render_scene(seed, height, width, split_key, i))
                  for i in range(n_frames))
     if progress:
         from tqdm import tqdm
@@ -853,13 +855,6 @@ def write_dataset(out_root: str | Path, n_frames: int, split: str = "train", hei
         paths.append(image_path)
     logger.info("wrote %d frames to %s (split %s)", len(paths), out_root, split)
     return paths
-
-
-def _render_indexed(seed: int, split_key: int, index: int, height: int,
-                    width: int) -> tuple[np.ndarray, np.ndarray]:
-    world_rng, noise_rng = _streams(seed, split_key, index)
-    world = _make_world(world_rng, length=0.0)
-    return _render_world(world, 0, height, width, noise_rng, speed=0.0)
 
 
 def main(argv: list[str] | None = None) -> None:
