@@ -18,15 +18,17 @@ import datetime
 import json
 import platform
 import shutil
+import sys
 from pathlib import Path
 
 import torch
 
 from bisestdc_core.data.datasets import build_dataset
 from bisestdc_core.evaluation.evaluator import evaluate
-from bisestdc_core.models import load_checkpoint_model, save_checkpoint
+from bisestdc_core.models import load_checkpoint_model
 from bisestdc_core.training.config import load_config
 from bisestdc_core.training.trainer import Trainer
+from training import package_checkpoint
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE.parent / "training/configs"
@@ -39,8 +41,8 @@ def run_one(name: str, root: str, out_root: Path, overrides: list[str]) -> dict:
     summary = Trainer(cfg).fit()
     model, _ = load_checkpoint_model(out_root / name / "last.pt")
     dataset = build_dataset("camvid", root, "val")
-    metrics = evaluate(model.to("cuda" if torch.cuda.is_available() else "cpu"), dataset,
-                       scale=1.0, device="cuda" if torch.cuda.is_available() else "cpu")
+    metrics = evaluate(model, dataset, scale=cfg.data.eval_scale,
+                       device="cuda" if torch.cuda.is_available() else "cpu")
     return {
         "miou": metrics["miou"],
         "small_iou": metrics["small_object_miou"],
@@ -63,12 +65,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=HERE, help="where camvid.json goes")
     parser.add_argument("overrides", nargs="*", help="config overrides, section.key=value")
     args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     results = {
         "date": datetime.date.today().isoformat(),
         "hardware": torch.cuda.get_device_name(0) if torch.cuda.is_available() else
         platform.processor() or "cpu",
         "torch": torch.__version__,
-        "command": "python -m benchmarks.camvid_gpu " + " ".join(argv or []),
+        "command": "python -m benchmarks.camvid_gpu " + " ".join(argv),
         "protocol": "CamVid val, single scale 1.0, 11 classes, void ignored",
         "networks": {},
     }
@@ -83,9 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "camvid.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if "bisestdc" in results["networks"]:
-        model, meta = load_checkpoint_model(args.work_dir / "bisestdc" / "last.pt")
-        save_checkpoint(args.out / "bisestdc_camvid_fp16.pt", model, "bisestdc", "camvid",
-                        half=True)
+        package_checkpoint.main([str(args.work_dir / "bisestdc" / "last.pt"),
+                                 str(args.out / "bisestdc_camvid_fp16.pt")])
         shutil.copy(args.work_dir / "bisestdc" / "config.yaml", args.out / "camvid_config.yaml")
 
 
