@@ -10,11 +10,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Write a ``Figure`` as PNG through an Agg canvas of its own (no pyplot, no backend)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=dpi)
     return path
 
 
@@ -48,7 +49,7 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | 
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title("confusion matrix (row-normalised)" if normalize else "confusion matrix")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_per_class_iou(ious: Sequence[float | None], names: Sequence[str], path: str | Path,
@@ -74,4 +75,4 @@ def plot_per_class_iou(ious: Sequence[float | None], names: Sequence[str], path:
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

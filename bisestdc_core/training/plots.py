@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (backend first: no display on servers)
+from bisestdc_core.evaluation.plots import save_figure
 
 
 def plot_losses(history: Path, out_png: Path) -> None:
@@ -18,8 +17,8 @@ def plot_losses(history: Path, out_png: Path) -> None:
         rec = json.loads(line)
         records[rec["iteration"]] = rec  # a resumed run overwrites the killed run's tail
     its = sorted(records)
-    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True,
-                                         gridspec_kw={"height_ratios": [3, 1]})
+    fig = Figure(figsize=(8, 6))
+    ax_loss, ax_lr = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     for key in ("loss", "main", "aux", "detail_bce", "detail_dice"):
         ax_loss.plot(its, [records[i][key] for i in its], label=key, linewidth=1)
     ax_loss.set_yscale("log")
@@ -31,5 +30,4 @@ def plot_losses(history: Path, out_png: Path) -> None:
     ax_lr.set_xlabel("iteration")
     ax_lr.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out_png, dpi=110)

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from bisestdc_core.classes import ClassSet
+from bisestdc_core.evaluation.plots import save_figure
 from bisestdc_ros.bag_eval.errors import EvalError
 from bisestdc_ros.bag_eval.plan import BagPlan, format_stamp
 from bisestdc_ros.bag_eval.scoring import FrameTiming, RunResult, latency_summary, sheet_stamps
@@ -111,7 +112,6 @@ def _headline_stages(timings: Sequence[FrameTiming]) -> list[str]:
 
 def plot_latency(timings: Sequence[FrameTiming], out_dir: Path) -> None:
     """latency_histogram.png and latency_timeline.png."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
     from matplotlib.figure import Figure  # noqa: PLC0415
 
     stages = _headline_stages(timings)
@@ -127,8 +127,7 @@ def plot_latency(timings: Sequence[FrameTiming], out_dir: Path) -> None:
     if stages:
         ax.legend()
     hist.tight_layout()
-    FigureCanvasAgg(hist)
-    hist.savefig(out_dir / "latency_histogram.png", dpi=100)
+    save_figure(hist, out_dir / "latency_histogram.png")
 
     line = Figure(figsize=(8, 4))
     ax = line.add_subplot(1, 1, 1)
@@ -144,8 +143,7 @@ def plot_latency(timings: Sequence[FrameTiming], out_dir: Path) -> None:
     if stages:
         ax.legend(fontsize=8)
     line.tight_layout()
-    FigureCanvasAgg(line)
-    line.savefig(out_dir / "latency_timeline.png", dpi=100)
+    save_figure(line, out_dir / "latency_timeline.png")
 
 
 def contact_sheet(plan: BagPlan, predictions: dict[int, np.ndarray], class_set: ClassSet,
