@@ -39,7 +39,11 @@ from rosbags.rosbag2 import (
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-from bisestdc_ros.image_codec import ImageDecodeError, decode_compressed, decode_raw
+from bisestdc_ros.image_codec import (
+    ImageDecodeError,
+    compressed_msg_to_frame,
+    image_msg_to_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +163,8 @@ def frame_from_msg(msg: Any, msgtype: str) -> tuple[np.ndarray, str]:
         ImageDecodeError: an encoding or payload the node could not decode either.
     """
     if msgtype == COMPRESSED_IMAGE:
-        return decode_compressed(msg.format, msg.data)
-    return decode_raw(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian),
-                      msg.data)
+        return compressed_msg_to_frame(msg)
+    return image_msg_to_frame(msg)
 
 
 def labels_from_msg(msg: Any, msgtype: str) -> np.ndarray:

@@ -187,7 +187,7 @@ def to_bgr(frame: np.ndarray, order: str) -> np.ndarray:
     return frame if order == BGR else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
 
 
-def _byte_array(image: np.ndarray) -> array.array:
+def byte_array(image: np.ndarray) -> array.array:
     # array('B') is what rclpy stores uint8[] fields as; assigning one skips the per-element
     # check the setter does for other sequences (10 ms -> <1 ms for a 1080p bgr8 frame).
     out = array.array("B")
@@ -205,7 +205,7 @@ def _image_msg(image: np.ndarray, encoding: str, header: Any):
     msg.encoding = encoding
     msg.is_bigendian = 0
     msg.step = int(image.shape[1] * (image.shape[2] if image.ndim == 3 else 1))
-    msg.data = _byte_array(image)
+    msg.data = byte_array(image)
     return msg
 
 
@@ -241,5 +241,5 @@ def labels_to_png_compressed(labels: np.ndarray, header: Any = None, compression
     if header is not None:
         msg.header = header
     msg.format = LABELS_PNG_FORMAT
-    msg.data = _byte_array(encoded)
+    msg.data = byte_array(encoded)
     return msg

@@ -10,7 +10,6 @@ truth by header stamp. rclpy is imported only here, so offline mode does not nee
 from __future__ import annotations
 
 import argparse
-import array
 import logging
 import threading
 import time
@@ -42,7 +41,7 @@ from bisestdc_ros.bag_io import (
     labels_from_msg,
     stamp_ns,
 )
-from bisestdc_ros.image_codec import ImageDecodeError
+from bisestdc_ros.image_codec import ImageDecodeError, byte_array
 
 log = logging.getLogger(__package__)  # one logger for the tool: "bisestdc_ros.bag_eval"
 
@@ -157,8 +156,7 @@ def to_ros_msg(msg: Any, msg_class: type, stamp: int | None = None) -> Any:
                     else divmod(stamp, NS_PER_S))
     ros_msg.header.stamp.sec, ros_msg.header.stamp.nanosec = int(sec), int(nanosec)
     ros_msg.header.frame_id = msg.header.frame_id
-    data = array.array("B")  # what rclpy stores uint8[] as: assigning it skips a per-byte check
-    data.frombytes(np.ascontiguousarray(msg.data).tobytes())
+    data = byte_array(msg.data)
     if msg_class.__name__ == "CompressedImage":
         ros_msg.format = msg.format
     else:

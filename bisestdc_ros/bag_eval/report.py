@@ -23,6 +23,7 @@ from bisestdc_ros.bag_eval.errors import EvalError
 from bisestdc_ros.bag_eval.plan import BagPlan, format_stamp
 from bisestdc_ros.bag_eval.scoring import FrameTiming, RunResult, latency_summary, sheet_stamps
 from bisestdc_ros.bag_io import BagReader, frame_from_msg, stamp_ns
+from bisestdc_ros.image_codec import to_bgr
 
 CONTACT_SHEET_COLUMNS = 4
 CONTACT_TILE_WIDTH = 320
@@ -149,9 +150,9 @@ def plot_latency(timings: Sequence[FrameTiming], out_dir: Path) -> None:
 def contact_sheet(plan: BagPlan, predictions: dict[int, np.ndarray], class_set: ClassSet,
                   path: Path) -> Path:
     """A grid of frames blended with their predicted colours (black where none arrived)."""
-    from bisestdc_core.small_objects import colorize, palette_lut  # noqa: PLC0415
+    from bisestdc_core.small_objects import draw_overlay  # noqa: PLC0415
 
-    lut = palette_lut(class_set.palette_bgr())
+    palette = class_set.palette_bgr()
     tile_h = max(1, round(CONTACT_TILE_WIDTH * plan.height / plan.width))
     tiles: dict[int, np.ndarray] = {}
     wanted = sheet_stamps(plan)
@@ -161,10 +162,9 @@ def contact_sheet(plan: BagPlan, predictions: dict[int, np.ndarray], class_set: 
             if stamp not in wanted or stamp in tiles:
                 continue
             frame, order = frame_from_msg(msg, plan.image_type)
-            bgr = frame if order == "bgr" else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+            bgr = to_bgr(frame, order)
             if stamp in predictions:
-                color = colorize(predictions[stamp], lut)
-                bgr = cv2.addWeighted(bgr, 1.0 - OVERLAY_OPACITY, color, OVERLAY_OPACITY, 0.0)
+                bgr = draw_overlay(bgr, predictions[stamp], palette, [], None, OVERLAY_OPACITY)
             else:
                 bgr = (bgr // 3).astype(np.uint8)  # dimmed: this frame was dropped
             tile = cv2.resize(bgr, (CONTACT_TILE_WIDTH, tile_h), interpolation=cv2.INTER_AREA)
