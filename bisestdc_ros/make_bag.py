@@ -52,6 +52,7 @@ from bisestdc_ros.bag_io import (
     image_msg,
     labels_msg,
 )
+from bisestdc_ros.segment_config import input_topic
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +107,6 @@ def dataset_frames(kind: str, root: Path, split: str, city: str | None,
     return len(indices), frames()
 
 
-def compressed_topic(topic: str) -> str:
-    """image_transport's name for the compressed stream of ``topic``."""
-    return topic if topic.endswith("/compressed") else f"{topic}/compressed"
-
-
 def camera_info_topic(image_topic: str) -> str:
     """``camera_info`` beside the image topic (``/camera/image_raw`` -> ``/camera/camera_info``)."""
     namespace = image_topic.rpartition("/")[0]
@@ -120,7 +116,8 @@ def camera_info_topic(image_topic: str) -> str:
 def write_bag(frames: Iterator[Frame], total: int, args: argparse.Namespace) -> dict[str, int]:
     """Write ``frames`` to ``args.out``; returns messages per topic."""
     compressed = args.image_format != "raw"
-    image_topic = compressed_topic(args.image_topic) if compressed else args.image_topic
+    # image_transport's naming, as the node subscribes it.
+    image_topic = input_topic(args.image_topic, "compressed" if compressed else "raw")
     info_topic = args.camera_info_topic or camera_info_topic(args.image_topic)
     start_ns = round(args.start * NS_PER_S)
     with BagWriter(args.out, args.storage, args.compression) as bag:

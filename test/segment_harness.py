@@ -107,12 +107,6 @@ class Probe:
             wait_until(lambda n=name: self.subscriptions[n].get_publisher_count() > 0,
                        what=f"{name} publisher discovery")
 
-    def wait_for_matched_outputs(self, outputs: tuple[str, ...], topic_node: Any = None) -> None:
-        """Wait until the node sees our subscriptions (it computes only subscribed outputs)."""
-        def matched() -> bool:
-            return all(self.subscriptions[n].get_publisher_count() > 0 for n in outputs)
-        wait_until(matched, what=f"outputs {outputs}")
-
     def send_and_wait(self, msg: Any, outputs: tuple[str, ...] = ("labels",),
                       timeout: float = TIMEOUT) -> dict[str, Any]:
         """Publish one frame and wait for all ``outputs`` carrying its stamp.

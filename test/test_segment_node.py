@@ -36,11 +36,12 @@ from segment_harness import (
 from sensor_msgs.msg import CompressedImage, Image
 
 from bisestdc_core.classes import CITYSCAPES
+from bisestdc_ros.segment_config import OUTPUTS
 from bisestdc_ros.segment_node import SegmentNode, StartupError
 
 POLE = CITYSCAPES.names.index("pole")
 CAMERA = "/cam_front/image_raw"
-ALL_OUTPUTS = ("labels", "color", "overlay", "latency", "confidence", "labels/compressed")
+ALL_OUTPUTS = tuple(OUTPUTS)
 
 
 class StubSegmenter:
