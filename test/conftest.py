@@ -43,6 +43,21 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip_gpu)
 
 
+@pytest.fixture(scope="session")
+def test_checkpoint(tmp_path_factory) -> Path:
+    """A small deterministic stdc1 checkpoint with varied predictions, made once per session."""
+    from segment_harness import write_test_checkpoint
+
+    return write_test_checkpoint(tmp_path_factory.mktemp("weights") / "stdc1.pt")
+
+
+@pytest.fixture(scope="session")
+def test_weights(request) -> Path:
+    """BISESTDC_TEST_WEIGHTS when set, else ``test_checkpoint``."""
+    given = os.environ.get("BISESTDC_TEST_WEIGHTS")
+    return Path(given) if given else request.getfixturevalue("test_checkpoint")
+
+
 @pytest.fixture
 def ros_env(monkeypatch) -> dict[str, str]:
     """Environment for one ROS test: private domain id, localhost-only discovery.

@@ -21,18 +21,13 @@ FRAMES = 6
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    """BISESTDC_TEST_WEIGHTS, else the committed demo checkpoint, else a small stdc1 one."""
-    given = os.environ.get("BISESTDC_TEST_WEIGHTS")
-    if given:
-        return Path(given)
+def weights(request) -> Path:
+    """BISESTDC_TEST_WEIGHTS, else the committed demo checkpoint, else the session's stdc1."""
     from bisestdc_ros.demo import DEMO_WEIGHTS
 
-    if DEMO_WEIGHTS.is_file():
-        return DEMO_WEIGHTS
-    from segment_harness import write_test_checkpoint
-
-    return write_test_checkpoint(tmp_path_factory.mktemp("weights") / "stdc1.pt")
+    if os.environ.get("BISESTDC_TEST_WEIGHTS") or not DEMO_WEIGHTS.is_file():
+        return request.getfixturevalue("test_weights")
+    return DEMO_WEIGHTS
 
 
 @pytest.mark.ros

@@ -46,14 +46,8 @@ RATE = 5.0
 
 
 @pytest.fixture(scope="session")
-def weights(tmp_path_factory) -> Path:
-    """BISESTDC_TEST_WEIGHTS, else a small deterministic stdc1 checkpoint made for the session."""
-    given = os.environ.get("BISESTDC_TEST_WEIGHTS")
-    if given:
-        return Path(given)
-    from segment_harness import write_test_checkpoint
-
-    return write_test_checkpoint(tmp_path_factory.mktemp("weights") / "stdc1.pt")
+def weights(test_weights) -> Path:
+    return test_weights
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from segment_harness import (
     start_node_process,
     stop_node_process,
     wait_until,
-    write_test_checkpoint,
 )
 
 LAUNCH_FILE = REPO_ROOT / "launch" / "segment.launch.py"
@@ -91,10 +90,10 @@ def test_config_file_is_a_ros_parameter_file():
 @pytest.mark.slow
 @pytest.mark.skipif(not engine_available(), reason="bisestdc_core.inference is not available")
 def test_node_started_with_the_launch_mapping_behaves_as_configured(
-    rclpy_context, ros_env, tmp_path
+    rclpy_context, ros_env, tmp_path, test_checkpoint
 ):
     launch = load_launch_module()
-    weights = write_test_checkpoint(tmp_path / "stdc1.pt")
+    weights = test_checkpoint
     args = {"image_topics": "/cam_a/image_raw,/cam_b/image_raw", "engine": "torch",
             "weights": str(weights), "large_images": "true"}
     ros_args = launch.ros_arguments(args) + [

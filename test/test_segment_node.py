@@ -31,7 +31,6 @@ from segment_harness import (
     start_node_process,
     stop_node_process,
     wait_until,
-    write_test_checkpoint,
 )
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -268,11 +267,11 @@ def test_invalid_start_parameter_exits_with_a_clear_error(ros_env, tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not engine_available(), reason="bisestdc_core.inference is not available")
 def test_node_process_matches_segmenter_and_survives_bad_input(rclpy_context, ros_env,
-                                                               tmp_path):
+                                                               tmp_path, test_checkpoint):
     from bisestdc_core.inference import Segmenter
     from bisestdc_core.inference.synthetic import synthetic_frame
 
-    weights = write_test_checkpoint(tmp_path / "stdc1.pt")
+    weights = test_checkpoint
     engine = dict(weights=str(weights), engine="torch", device="cpu", precision="fp32",
                   network_size=(128, 256), model_name="stdc1", num_classes=19)
     log = tmp_path / "node.log"
