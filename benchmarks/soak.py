@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,13 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from bisestdc_ros.bag_eval import (
+    FASTDDS_PROFILE_VARIABLES,
+    fastdds_profile,
+    segment_node_command,
+    start_node,
+    stop_node,
+)
 from bisestdc_ros.segment_config import output_topics
 
 LOG = logging.getLogger("soak")
@@ -60,11 +66,12 @@ def main() -> int:
     env.setdefault("ROS_DOMAIN_ID", str(50 + os.getpid() % 50))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    # Large frames between processes: the shared-memory profile of the launch file.
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
-                   str(REPO_ROOT / "config" / "fastdds_large_images.xml"))
+    # Large frames between processes: the shared-memory profile of the launch file, under the
+    # variable names of both Fast DDS 2 and 3.
+    for variable in FASTDDS_PROFILE_VARIABLES:
+        env.setdefault(variable, str(fastdds_profile()))
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
-                                           "FASTDDS_DEFAULT_PROFILES_FILE")})
+                                           *FASTDDS_PROFILE_VARIABLES)})
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights
@@ -77,24 +84,16 @@ def main() -> int:
             weights = str(Path(tmp) / "stdc1.pt")
             save_checkpoint(weights, build_model(args.model_name, 19), args.model_name,
                             "cityscapes")
-        command = [
-            sys.executable, "-m", "bisestdc_ros.segment_node", "--ros-args",
+        command = segment_node_command([
             "-p", f"image_topics:=['{CAMERA}']", "-p", "engine:=torch", "-p", "device:=cpu",
             "-p", f"weights:={weights}", "-p", f"model_name:={args.model_name}",
             "-p", f"network_height:={net_h}", "-p", f"network_width:={net_w}",
-        ]
-        node = subprocess.Popen(command, env=env, cwd=str(REPO_ROOT),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        ])
+        node = start_node(command, Path(tmp) / "segment_node.log", env=env)
         try:
             return soak(node, args, height, width)
         finally:
-            if node.poll() is None:
-                node.send_signal(signal.SIGINT)
-                try:
-                    node.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(node.pid, signal.SIGKILL)
+            stop_node(node, timeout=30.0)
 
 
 def soak(node: subprocess.Popen, args: argparse.Namespace, height: int, width: int) -> int:

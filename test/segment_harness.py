@@ -7,7 +7,6 @@ are slow on a loaded 2-core machine), never by fixed sleeps.
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -151,12 +150,9 @@ class Spinner:
 def start_node_process(ros_env: dict[str, str], ros_args: list[str],
                        log_path: Path) -> subprocess.Popen:
     """Start ``python -m bisestdc_ros.segment_node --ros-args ...`` with the test's env."""
-    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "bisestdc_ros.segment_node", "--ros-args", *ros_args],
-            env=ros_env, cwd=str(REPO_ROOT), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    from bisestdc_ros.bag_eval import segment_node_command, start_node
+
+    return start_node(segment_node_command(ros_args), log_path, env=ros_env)
 
 
 def stop_node_process(process: subprocess.Popen, timeout: float = 30.0) -> int:

@@ -45,6 +45,7 @@ from bisestdc_ros.bag_eval.node_process import (
     model_class_set,
     node_command,
     replay_topic,
+    segment_node_command,
     start_node,
     stop_node,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "build_report", "build_segmenter", "check_args", "configure_large_frames", "contact_sheet",
     "evaluate", "fastdds_profile", "format_stamp", "inspect_bag", "latency_summary", "main",
     "model_class_set", "node_command", "plot_latency", "replay", "replay_topic",
-    "report_markdown", "run_live", "run_offline", "sheet_stamps", "start_node", "stop_node",
+    "report_markdown", "run_live", "run_offline", "segment_node_command", "sheet_stamps",
+    "start_node", "stop_node",
     "to_ros_msg", "wait_until", "warm_up", "write_report",
 ]

@@ -84,12 +84,15 @@ def node_command(plan: BagPlan, args: argparse.Namespace, camera_topic: str) -> 
     if args.network_size:
         params += [f"network_height:={args.network_size[0]}",
                    f"network_width:={args.network_size[1]}"]
-    command = [sys.executable, "-m", "bisestdc_ros.segment_node", "--ros-args"]
-    if args.params_file:
-        command += ["--params-file", str(args.params_file)]
+    ros_args = ["--params-file", str(args.params_file)] if args.params_file else []
     for param in params + list(args.node_param or []):
-        command += ["-p", param]
-    return command
+        ros_args += ["-p", param]
+    return segment_node_command(ros_args)
+
+
+def segment_node_command(ros_args: list[str]) -> list[str]:
+    """``python -m bisestdc_ros.segment_node --ros-args ...`` with this interpreter."""
+    return [sys.executable, "-m", "bisestdc_ros.segment_node", "--ros-args", *ros_args]
 
 
 def fastdds_profile() -> Path | None:
@@ -135,9 +138,13 @@ def configure_large_frames(plan: BagPlan) -> str | None:
     return str(profile)
 
 
-def start_node(command: list[str], log_path: Path) -> subprocess.Popen:
-    """Start the node in its own process group, output to ``log_path``."""
-    env = dict(os.environ)
+def start_node(command: list[str], log_path: Path,
+               env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start the node in its own process group, output to ``log_path``.
+
+    ``env`` (default: this process's) gets this source tree on PYTHONPATH.
+    """
+    env = dict(os.environ if env is None else env)
     # The node must import this source tree even when the package is not installed.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
                                                       env.get("PYTHONPATH")]))
