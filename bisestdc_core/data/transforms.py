@@ -18,7 +18,11 @@ import numpy as np
 import torch
 
 from bisestdc_core.classes import IGNORE_INDEX
-from bisestdc_core.normalization import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 - re-exported
+from bisestdc_core.normalization import (  # noqa: F401 - the constants are re-exported
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    images_to_tensor,
+)
 
 Sample = dict[str, Any]
 
@@ -194,13 +198,13 @@ class ToTensorNormalize:
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD) -> None:
-        self.mean = np.asarray(mean, np.float32) * 255.0
-        self.inv_std = 1.0 / (np.asarray(std, np.float32) * 255.0)
+        self.mean = tuple(mean)
+        self.std = tuple(std)
 
     def __call__(self, sample: Sample) -> Sample:
-        img = (sample["image"].astype(np.float32) - self.mean) * self.inv_std
         out = dict(sample)
-        out["image"] = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        # The same normalisation the evaluator and the engines apply.
+        out["image"] = images_to_tensor(sample["image"], self.mean, self.std)[0]
         if sample.get("label") is not None:
             out["label"] = torch.from_numpy(sample["label"].astype(np.int64))
         return out

@@ -21,21 +21,12 @@ from torch import nn
 
 from bisestdc_core.classes import ClassSet
 from bisestdc_core.data.cityscapes_labels import train_ids_to_label_ids
-from bisestdc_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from bisestdc_core.evaluation.metrics import ConfusionMatrix
+from bisestdc_core.normalization import IMAGENET_MEAN, IMAGENET_STD, images_to_tensor
 
 logger = logging.getLogger(__name__)
 
 SEED_EVAL_SCALE = 0.5  # "Seg50"
-
-
-def image_to_tensor(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
-                    std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """H x W x 3 uint8 RGB -> 1 x 3 x H x W float32, normalised like the training data."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return ((x - m) / s).unsqueeze(0)
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -148,7 +139,7 @@ def evaluate(
     for i in indices:
         sample = dataset[i]
         image = sample["image"]
-        x = image_to_tensor(image, mean, std).to(device)
+        x = images_to_tensor(image, mean, std).to(device)
         pred = predict(model, x, scale_list, flip, out_size=image.shape[:2],
                        num_classes=num_classes)[0]
         pred_np = pred.to(torch.uint8).cpu().numpy()

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .processing import IMAGENET_MEAN, IMAGENET_STD
+from ..normalization import images_to_tensor
 
 
 def synthetic_frame(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -35,14 +35,6 @@ def synthetic_frame(height: int, width: int, rng: np.random.Generator) -> np.nda
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def frames_to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
-    """H x W x 3 uint8 RGB frames -> N x 3 x H x W normalised float32."""
-    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
 @torch.no_grad()
 def calibrate_batchnorm(model: nn.Module, frames: list[np.ndarray]) -> nn.Module:
     """Set every BatchNorm's running mean/var to its statistics on ``frames`` (in place).
@@ -54,5 +46,5 @@ def calibrate_batchnorm(model: nn.Module, frames: list[np.ndarray]) -> nn.Module
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the calibration batches
     model.train()
-    model(frames_to_tensor(frames))
+    model(images_to_tensor(np.stack(frames)))
     return model.eval()
