@@ -66,8 +66,9 @@ def find_small_objects(
     objects: list[SmallObject] = []
     for class_id in class_ids:
         class_id = int(class_id)
-        # cv2.compare gives a 0/255 uint8 mask without a bool -> uint8 conversion.
-        mask = cv2.compare(labels, class_id, cv2.CMP_EQ)
+        # A 0/1 uint8 mask: numpy's comparison viewed as bytes, no conversion. Not cv2.compare:
+        # it reads a 1 x 1 array as a scalar and refuses to compare it with the class id.
+        mask = np.equal(labels, class_id).view(np.uint8)
         if cv2.countNonZero(mask) < max(min_area, 1):
             continue  # cheap exit: most classes are absent from most frames
         # Labelling only the class's bounding rectangle: small-object classes cover a small part

@@ -138,3 +138,25 @@ def test_search_at_network_resolution_matches_the_upsampled_map():
     assert [o.box for o in fast] == [(60, 30, 6, 90), (270, 15, 18, 12)]
     # A network size at or above the frame's means a plain full-resolution search.
     assert find_small_objects_at(frame_labels, [5, 7], 16, (192, 384)) == full
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 2)])
+def test_degenerate_label_maps_are_searched_coloured_and_drawn(shape):
+    """1 x 1 and one-pixel-wide frames are valid camera frames: every stage handles them."""
+    from bisestdc_core.small_objects import find_small_objects_at
+
+    labels = np.full(shape, POLE, np.uint8)
+    area = shape[0] * shape[1]
+    confidence = np.full(shape, 255, np.uint8)
+    objects = find_small_objects(labels, [POLE, SIGN], min_area=1, confidence=confidence)
+    assert [(o.class_id, o.box, o.pixel_count, o.mean_confidence) for o in objects] == \
+        [(POLE, (0, 0, shape[1], shape[0]), area, 1.0)]
+    assert find_small_objects(labels, [POLE], min_area=area + 1) == []
+    # The node searches at the network's size, larger than these frames: a full search.
+    assert find_small_objects_at(labels, [POLE], 1, (256, 512)) == \
+        find_small_objects(labels, [POLE], 1)
+    palette = CITYSCAPES.palette_bgr()
+    np.testing.assert_array_equal(colorize(labels, palette_lut(palette)), palette[labels])
+    frame = np.zeros((*shape, 3), np.uint8)
+    overlay = draw_overlay(frame, labels, palette, objects, CITYSCAPES.names, 1.0)
+    assert overlay.shape == (*shape, 3)
