@@ -40,6 +40,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .image_limits import FrameRefused, check_compressed_size, check_frame_size
+
 RGB = "rgb"
 BGR = "bgr"
 
@@ -50,6 +52,15 @@ class ImageDecodeError(ValueError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+def _within_limits(check, *args):
+    """Run an image_limits size check (the frame limits live there); a refusal becomes an
+    ImageDecodeError."""
+    try:
+        return check(*args)
+    except FrameRefused as error:
+        raise ImageDecodeError(str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -77,11 +88,6 @@ _LAYOUTS: dict[str, _Layout] = {
 }
 
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
-
-# Sizes above this are refused before any allocation: no camera sends them, and a corrupt header
-# must not make the node allocate gigabytes (the data length check alone happens later for
-# compressed images).
-MAX_SIDE = 16384
 
 LABELS_PNG_FORMAT = "mono8; png compressed mono8"
 
@@ -111,10 +117,7 @@ def decode_raw(
         raise ImageDecodeError(
             f"unsupported encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
         )
-    if height <= 0 or width <= 0:
-        raise ImageDecodeError(f"empty image: {width} x {height}")
-    if height > MAX_SIDE or width > MAX_SIDE:
-        raise ImageDecodeError(f"image too large: {width} x {height} (max side {MAX_SIDE})")
+    _within_limits(check_frame_size, width, height)
     row_bytes = width * layout.channels * layout.bytes_per_channel
     if step < row_bytes:
         raise ImageDecodeError(
@@ -153,13 +156,17 @@ def decode_compressed(fmt: str, data: Any) -> tuple[np.ndarray, str]:
     """CompressedImage fields -> (H x W x 3 uint8 BGR frame, "bgr").
 
     The format string is informational only (cv2.imdecode sniffs the content), as in cv_bridge.
+    The size the header declares is checked against the limits before anything is decoded.
 
     Raises:
-        ImageDecodeError: empty or undecodable data.
+        ImageDecodeError: empty or undecodable data, a format other than
+            image_limits.COMPRESSED_FORMATS, or a declared size above the limits.
     """
     buffer = np.frombuffer(data, np.uint8)
     if buffer.size == 0:
         raise ImageDecodeError(f"empty compressed image (format {fmt!r})")
+    # Refused before decoding: the header's size, not the data length, sets what decoding costs.
+    _within_limits(check_compressed_size, buffer)
     try:
         frame = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     except cv2.error as error:  # some codecs raise instead of returning None
