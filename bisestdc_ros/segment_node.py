@@ -73,6 +73,7 @@ from bisestdc_ros.segment_config import (
     output_topics,
     validate,
 )
+from bisestdc_ros.sequence_gaps import SequenceGaps
 
 try:  # vision_msgs is optional (not installable everywhere); without it no detections topic.
     from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
@@ -118,6 +119,8 @@ class Camera:
     frames: int = 0
     input_errors: int = 0
     buffers: dict[str, np.ndarray] = field(default_factory=dict)
+    # Frames lost in the DDS reader queue or on the wire (never seen by the node).
+    dds_lost: SequenceGaps = field(default_factory=SequenceGaps)
 
     def buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """A reusable uint8 output buffer (publishing copies, so reuse is safe)."""
@@ -274,7 +277,7 @@ class SegmentNode(Node):
         self.create_subscription(
             msg_type,
             input_topic(topic, config.input_type),
-            lambda msg, i=index: self._on_image(i, msg),
+            lambda msg, info, i=index: self._on_image(i, msg, info),
             in_qos,
         )
         return Camera(index, topic, publishers, detections)
@@ -324,8 +327,10 @@ class SegmentNode(Node):
     def cameras(self) -> list[Camera]:
         return self._cameras
 
-    def _on_image(self, index: int, msg: Any) -> None:
+    def _on_image(self, index: int, msg: Any, info: Any = None) -> None:
         # Executor thread: store and return at once; all work happens in the worker.
+        if info is not None:
+            self._cameras[index].dds_lost.observe(info)
         self._slots.put(index, (msg, time.monotonic()))
 
     def _work(self) -> None:
@@ -489,6 +494,7 @@ class SegmentNode(Node):
         values = [KeyValue(key=k, value=f"{v:.3f}") for k, v in timings.items()]
         values.append(KeyValue(key="drops", value=str(self._slots.drops(camera.index))))
         values.append(KeyValue(key="input_errors", value=str(camera.input_errors)))
+        values.append(KeyValue(key="dds_lost", value=str(camera.dds_lost.lost)))
         for class_id in small_ids:
             count = sum(o.class_id == class_id for o in objects)
             values.append(
@@ -557,6 +563,7 @@ class SegmentNode(Node):
             "latency_budget_ms": f"{config.latency_budget_ms:.1f}",
             "drops": str(self._slots.total_drops()),
             "input_errors": str(sum(c.input_errors for c in self._cameras)),
+            "dds_lost": str(sum(c.dds_lost.lost for c in self._cameras)),
             "engine_errors": str(self._engine_errors),
             "frames": str(sum(c.frames for c in self._cameras)),
         }
