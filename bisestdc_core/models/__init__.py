@@ -21,6 +21,7 @@ from .checkpoint import (
     make_checkpoint,
     read_file,
     save_checkpoint,
+    validate_card,
 )
 from .segmentation import BiSeSTDCSeg, SegOutputs, STDCSeg, bisestdc_seg, stdc1_seg, stdc2_seg
 
@@ -74,10 +75,8 @@ def load_checkpoint_model(
     """
     obj = read_file(path)
     if isinstance(obj, dict) and obj.get("format") == PROJECT_FORMAT:
-        for key in ("model", "num_classes"):
-            if key not in obj:
-                raise CheckpointError(f"{path}: project checkpoint lacks {key!r}")
-        model = build_model(obj["model"], int(obj["num_classes"]))
+        validate_card(obj, path, known_models=MODEL_REGISTRY)  # before anything is allocated
+        model = build_model(obj["model"], obj["num_classes"])
         meta = load_checkpoint_object(model, obj, path, obj["model"])
         meta.setdefault("class_set", "cityscapes")
     elif model_name is not None and num_classes is not None:

@@ -7,18 +7,25 @@ Three kinds of file load into the networks:
   optionally wrapped in ``{"state_dict": ...}`` and/or prefixed ``module.``),
 * the ImageNet STDC backbone files (``features.N...`` names, classifier tensors unused).
 
-Loading is all or nothing: a missing, unexpected or mis-shaped tensor raises
+Loading is all or nothing: a missing, unexpected, mis-shaped or non-finite tensor raises
 :class:`CheckpointError` naming the file and the first offending tensors. Files are read with
-``torch.load(weights_only=True)``, so a checkpoint can never execute code.
+``torch.load(weights_only=True)``, so a checkpoint can never execute code, and only after every
+record of the zip container passed its CRC-32 check, so a flipped bit cannot load as a
+different network (torch's own reader does not check them). A project checkpoint's card
+(model, class count, mean/std, network size) is checked against bounds before any network is
+built for it.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Mapping
+import zipfile
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +38,72 @@ log = logging.getLogger(__name__)
 
 PROJECT_FORMAT = "bisestdc"
 _SHOW = 5  # offending tensors named in an error message
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6; older files are pickles
+
+# Bounds of a project checkpoint's card. Labels are uint8 with 255 as "ignore", so at most 255
+# classes; networks run at most at Cityscapes' full 1024 x 2048 in either orientation (larger
+# inputs would only cost start-up memory: a hostile card asked for 8192 x 16384).
+MAX_CLASSES = 255
+MIN_NETWORK_SIDE, MAX_NETWORK_SIDE = 32, 2048
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be read or does not fit the network."""
 
 
+def _verified_records(path: Path) -> io.BytesIO | None:
+    """The zip checkpoint's records, each checked against its CRC-32, in a fresh container.
+
+    torch's zip reader checks no CRC, and it reads fields of the container that Python's
+    zipfile ignores (a flipped bit in a record's attributes makes it load uninitialised memory
+    as a tensor). So the records are read and checked with zipfile and torch loads them from a
+    container written here: what torch sees is exactly the verified bytes. Costs one in-memory
+    copy of the file.
+
+    Returns:
+        The verified copy, or None for torch's legacy (pre-1.6, non-zip) pickle format, which
+        carries no checksum (its tensors are still checked for non-finite values on loading).
+
+    Raises:
+        CheckpointError: a record whose bytes fail their CRC, or a broken container.
+    """
+    with open(path, "rb") as f:
+        if f.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
+            log.debug("%s: legacy (non-zip) checkpoint, no checksums to verify", path)
+            return None
+    copy = io.BytesIO()
+    try:
+        with zipfile.ZipFile(path) as source, \
+                zipfile.ZipFile(copy, "w", zipfile.ZIP_STORED) as verified:
+            for record in source.infolist():
+                # torch stores records uncompressed; a compressed one could inflate without
+                # bound (a zip bomb), so only the stored bytes are ever read.
+                if record.compress_type != zipfile.ZIP_STORED:
+                    raise CheckpointError(
+                        f"{path}: record {record.filename!r} is compressed; torch checkpoints "
+                        "store records uncompressed")
+                verified.writestr(record.filename, source.read(record))  # read checks the CRC
+    except CheckpointError:
+        raise
+    # zipfile's ways of saying "corrupt": bad CRC or headers, impossible sizes, flags claiming
+    # encryption (RuntimeError) or features it lacks.
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError,
+            NotImplementedError) as exc:
+        raise CheckpointError(f"{path}: corrupt checkpoint ({exc})") from None
+    copy.seek(0)
+    return copy
+
+
 def read_file(path: str | os.PathLike) -> Any:
-    """torch.load with weights_only=True; errors name the file and the problem."""
+    """torch.load with weights_only=True of the file's CRC-verified records (see
+    _verified_records); errors name the file and the problem."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    verified = _verified_records(path)
+    source = path if verified is None else verified
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types; all mean "unreadable"
         raise CheckpointError(
             f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})"
@@ -120,6 +180,58 @@ def convert_imagenet_backbone(state: Mapping[str, torch.Tensor]) -> dict:
     }
 
 
+# ---- the card: a project checkpoint's metadata -----------------------------------------------
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite_numbers(value: Any, count: int) -> bool:
+    return (isinstance(value, (list, tuple)) and len(value) == count
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in value))
+
+
+def validate_card(obj: Mapping[str, Any], path: str | os.PathLike,
+                  known_models: Collection[str]) -> None:
+    """Check a project checkpoint's metadata against bounds, before anything is allocated.
+
+    Args:
+        obj: the checkpoint dict (``format`` == PROJECT_FORMAT).
+        path: the file, named in messages.
+        known_models: the network names a card may name.
+
+    Raises:
+        CheckpointError: naming the file, the field and the value.
+    """
+    def refuse(field: str, requirement: str) -> CheckpointError:
+        shown = repr(obj[field]) if field in obj else "missing"
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        return CheckpointError(f"{path}: card field {field!r} = {shown}: {requirement}")
+
+    if not isinstance(obj.get("model"), str) or obj["model"] not in known_models:
+        raise refuse("model", f"must be one of {sorted(known_models)}")
+    classes = obj.get("num_classes")
+    if not _is_int(classes) or not 1 <= classes <= MAX_CLASSES:
+        raise refuse("num_classes", f"must be an integer in [1, {MAX_CLASSES}]")
+    for field in ("mean", "std"):
+        if field in obj and not _finite_numbers(obj[field], 3):
+            raise refuse(field, "must be 3 finite numbers")
+    if "std" in obj and min(obj["std"]) <= 0:
+        raise refuse("std", "must be > 0 for every channel")
+    size = obj.get("network_size")
+    if size is not None and not (
+            isinstance(size, (list, tuple)) and len(size) == 2 and all(map(_is_int, size))
+            and all(MIN_NETWORK_SIDE <= side <= MAX_NETWORK_SIDE for side in size)):
+        raise refuse("network_size",
+                     f"must be [height, width] in [{MIN_NETWORK_SIDE}, {MAX_NETWORK_SIDE}]")
+    if "class_set" in obj and not isinstance(obj["class_set"], str):
+        raise refuse("class_set", "must be a class set name")
+    if not isinstance(obj.get("state_dict"), Mapping):
+        raise refuse("state_dict", "must be a dict of tensors")
+
+
 # ---- strict loading -------------------------------------------------------------------------
 
 def _check_and_load(
@@ -148,6 +260,15 @@ def _check_and_load(
         raise CheckpointError(
             f"{path}: does not fit {type(model).__name__}: " + "; ".join(problems)
         )
+    # Weights that are NaN or infinite give constant labels with status OK: refused instead.
+    nonfinite = [
+        k for k, v in state.items()
+        if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    if nonfinite:
+        raise CheckpointError(
+            f"{path}: {len(nonfinite)} tensor(s) with NaN or infinite values: "
+            f"{', '.join(nonfinite[:_SHOW])}")
     full = dict(model.state_dict())
     for k, v in state.items():
         full[k] = v.to(full[k].dtype)
@@ -175,6 +296,7 @@ def load_checkpoint_object(
             raise CheckpointError(
                 f"{path}: holds a {meta['model']!r} network, not {model_name!r}"
             )
+        validate_card(obj, path, known_models=(model_name,))
     state = unwrap_state_dict(obj, path)
     if is_seed_state_dict(state):
         state = convert_seed_state_dict(state, model_name)
