@@ -14,6 +14,7 @@ libraries cannot disagree about what the bytes are; anything else is refused.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from typing import Any
 
@@ -26,7 +27,9 @@ MAX_SIDE = 16384
 MAX_PIXELS = 8192 * 8192
 
 # Pillow's names of the CompressedImage formats accepted (cv2.imdecode reads them all).
-COMPRESSED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+# image_transport's compressed plugins send JPEG and PNG. TIFF is left out on purpose: its
+# tags can be read differently by two parsers, and no camera driver sends it.
+COMPRESSED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
 
 
 class FrameRefused(ValueError):
@@ -66,16 +69,20 @@ def check_compressed_size(data: Any) -> tuple[int, int, str]:
     raw = memoryview(data).cast("B")
     stream = io.BytesIO(raw)
     try:
-        # Pillow warns above its own pixel limit (89 M pixels) and raises at twice that; both
-        # are far above MAX_PIXELS, so the warning says nothing the refusal below does not.
+        # Pillow warns about what it skips in corrupt headers and above its own pixel limit
+        # (89 M pixels, raising at twice that, both far above MAX_PIXELS): the frame is
+        # accepted or refused here, with the reason, so the warnings would only repeat it.
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")
             with Image.open(stream, formats=COMPRESSED_FORMATS) as image:
                 width, height = image.size
                 kind = image.format or "image"
     except Image.DecompressionBombError as error:
-        # Pillow's own, higher limit; its message names the declared pixel count.
-        raise FrameRefused(f"image too large (max {MAX_PIXELS} pixels): {error}") from None
+        # Above Pillow's own, higher limit; its message carries the declared pixel count.
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        declared = f"{found.group(1)} pixels" if found else str(error)
+        raise FrameRefused(f"image too large: header declares {declared} (max {MAX_PIXELS})") \
+            from None
     except Image.UnidentifiedImageError:
         raise FrameRefused(
             f"not a {'/'.join(COMPRESSED_FORMATS)} image (first bytes {bytes(raw[:8]).hex()})"
