@@ -25,7 +25,8 @@ cv_bridge/src/cv_bridge.cpp, getConversionCodes()):
   column, so cv_bridge maps bayer_rggb8 -> COLOR_BayerBG2BGR, bayer_bggr8 -> COLOR_BayerRG2BGR,
   bayer_gbrg8 -> COLOR_BayerGR2BGR, bayer_grbg8 -> COLOR_BayerGB2BGR; the same mapping is used
   here.
-- CompressedImage (jpeg, png, anything cv2.imdecode reads): decoded to BGR (IMREAD_COLOR).
+- CompressedImage (JPEG, PNG, WebP, BMP: see image_limits): decoded to BGR (IMREAD_COLOR), after
+  the size its header declares passed the frame limit.
 
 Stricter than cv_bridge in one place and looser in another: data longer than step * height is
 accepted (the excess is ignored; cv_bridge refuses it), shorter data is refused.
