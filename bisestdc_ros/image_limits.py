@@ -72,6 +72,8 @@ def check_compressed_size(data: Any) -> tuple[int, int, str]:
         # Pillow warns about what it skips in corrupt headers and above its own pixel limit
         # (89 M pixels, raising at twice that, both far above MAX_PIXELS): the frame is
         # accepted or refused here, with the reason, so the warnings would only repeat it.
+        # (The filter is process-wide for these microseconds: at worst it hides another
+        # thread's warning meanwhile.)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(stream, formats=COMPRESSED_FORMATS) as image:
