@@ -21,6 +21,8 @@ from segment_harness import Probe, Spinner, header, image_msg, kv, wait_until
 from sensor_msgs.msg import CompressedImage
 from test_image_limits import bombs
 
+from bisestdc_core.small_objects import find_small_objects_at
+from bisestdc_ros.image_limits import MAX_SIDE
 from bisestdc_ros.segment_node import SegmentNode
 
 CAMERA = "/hardening/image_raw"
@@ -137,3 +139,15 @@ def test_frames_lost_in_the_dds_queue_are_counted(rclpy_context, segmenter):
     finally:
         executor.shutdown(timeout_sec=5.0)
         close(node, probe, probe_spinner)
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (1, MAX_SIDE), (MAX_SIDE, 1)])
+def test_segmenter_and_small_object_search_at_the_extremes(segmenter, height, width):
+    """What the node does per frame, at the smallest frame and the longest sides allowed."""
+    frame = np.random.default_rng(width).integers(0, 256, (height, width, 3), np.uint8)
+    result = segmenter.segment(frame, "rgb", with_confidence=True)
+    assert result.labels.shape == (height, width)
+    ids = [segmenter.class_set.names.index(name) for name in segmenter.class_set.small_objects]
+    found = find_small_objects_at(result.labels, ids, 1, segmenter.network_size,
+                                  confidence=result.confidence)
+    assert sum(o.pixel_count for o in found) <= height * width
