@@ -90,13 +90,15 @@ def check_stamps(messages: dict[str, list[tuple[int, object]]], frames: int) -> 
     ("sqlite3", "raw", "none", "bgr8"),
     ("mcap", "raw", "file", "rgb8"),
     ("sqlite3", "png", "file", "bgr8"),
-    ("mcap", "jpeg", "message", "bgr8"),
+    ("sqlite3", "jpeg", "message", "bgr8"),
+    ("mcap", "jpeg", "none", "bgr8"),
 ])
 def test_synthetic_bag_round_trip(tmp_path, storage, image_format, compression, encoding):
     bag = synthetic_bag(tmp_path / "bag", "--storage", storage, "--image-format", image_format,
                         "--compression", compression, "--encoding", encoding)
     image_topic = "/camera/image_raw" + ("" if image_format == "raw" else "/compressed")
     with BagReader(bag) as reader:
+        assert reader.class_set == "cityscapes"  # recorded for bag-eval's class-set check
         assert reader.topics == {
             image_topic: IMAGE if image_format == "raw" else COMPRESSED_IMAGE,
             "/camera/camera_info": CAMERA_INFO,
@@ -125,6 +127,16 @@ def test_synthetic_bag_round_trip(tmp_path, storage, image_format, compression, 
         assert abs(k[0, 2] - (W - 1) / 2) < 1e-9 and abs(k[1, 2] - (H - 1) / 2) < 1e-9
 
 
+def test_mcap_with_per_message_compression_is_refused(tmp_path, caplog):
+    with caplog.at_level(logging.ERROR):
+        code = make_bag.main(["--source", "synthetic", "--frames", "1", "--height", "8",
+                              "--width", "16", "--storage", "mcap", "--compression", "message",
+                              "--out", str(tmp_path / "bag")])
+    assert code == 1
+    assert "mcap storage does not take per-message compression" in caplog.text
+    assert not (tmp_path / "bag").exists()
+
+
 def test_folder_bag_with_labels_and_custom_topics(tmp_path):
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir()
@@ -133,7 +145,7 @@ def test_folder_bag_with_labels_and_custom_topics(tmp_path):
     truth = []
     for i in range(3):
         rgb = rng.integers(0, 256, (H, W, 3), np.uint8)
-        label = rng.integers(0, 19, (H, W), np.uint8)
+        label = rng.integers(0, 11, (H, W), np.uint8)
         label[:4] = IGNORE_INDEX
         cv2.imwrite(str(images / f"f{i:02d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(labels / f"f{i:02d}.png"), label)
@@ -141,8 +153,11 @@ def test_folder_bag_with_labels_and_custom_topics(tmp_path):
     code = make_bag.main(["--source", "folder", "--root", str(images), "--label-dir",
                           str(labels), "--out", str(tmp_path / "bag"), "--rate", str(RATE),
                           "--start", str(START), "--image-topic", "/front/image",
-                          "--labels-topic", "/front/gt", "--storage", "mcap"])
+                          "--labels-topic", "/front/gt", "--storage", "mcap",
+                          "--class-set", "camvid"])
     assert code == 0
+    with BagReader(tmp_path / "bag") as reader:
+        assert reader.class_set == "camvid"
     messages = read_all(tmp_path / "bag")
     assert set(messages) == {"/front/image", "/front/camera_info", "/front/gt"}
     check_stamps(messages, 3)

@@ -19,6 +19,7 @@ from bisestdc_ros.bag_io import (
     NS_PER_S,
     BagError,
     BagReader,
+    format_stamp,
     image_size,
     labels_from_msg,
     stamp_ns,
@@ -122,8 +123,3 @@ def inspect_bag(path: str | Path, image_topic: str | None, labels_topic: str) ->
     return BagPlan(Path(path), topic, image_type, labels_topic, labels_type, stamps, bag_times,
                    label_stamps, size[0], size[1], frame_bytes)
 
-
-
-def format_stamp(stamp: int) -> str:
-    """A header stamp in ns as ``seconds.nanoseconds``."""
-    return f"{stamp // NS_PER_S}.{stamp % NS_PER_S:09d}"
