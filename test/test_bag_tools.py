@@ -227,60 +227,60 @@ def no_inference(monkeypatch):
     monkeypatch.setattr(bag_eval.cli, "run_live", refuse)
 
 
-def eval_fails(caplog, bag: Path, *extra: str, weights: str = "weights.pt") -> str:
-    Path(weights).touch()
+def eval_fails(caplog, bag: Path, weights: Path, *extra: str) -> str:
     with caplog.at_level(logging.ERROR, logger="bisestdc_ros.bag_eval"):
-        code = bag_eval.main(["--bag", str(bag), "--weights", weights, "--out",
-                              str(bag.parent / "report"), *extra])
+        code = bag_eval.main(["--bag", str(bag), "--weights", str(weights), "--network-size",
+                              *NETWORK_SIZE, "--out", str(bag.parent / "report"), *extra])
     assert code == 1
     return caplog.text
 
 
 @pytest.mark.parametrize("mode", ["offline", "live"])
-def test_missing_topic_names_the_topics(tmp_path, caplog, no_inference, monkeypatch, mode):
+def test_missing_topic_names_the_topics(tmp_path, caplog, no_inference, monkeypatch, mode,
+                                        weights):
     monkeypatch.chdir(tmp_path)
     bag = synthetic_bag(tmp_path / "bag")
-    text = eval_fails(caplog, bag, "--mode", mode, "--image-topic", "/nope/image")
+    text = eval_fails(caplog, bag, weights, "--mode", mode, "--image-topic", "/nope/image")
     assert "/nope/image not in bag" in text and str(bag) in text
     assert "/camera/image_raw (Image, 3 msgs)" in text
-    text = eval_fails(caplog, bag, "--mode", mode, "--labels-topic", "/nope/labels")
+    text = eval_fails(caplog, bag, weights, "--mode", mode, "--labels-topic", "/nope/labels")
     assert "/nope/labels not in bag" in text
 
 
-def test_ambiguous_image_topic(tmp_path, caplog, no_inference, monkeypatch):
+def test_ambiguous_image_topic(tmp_path, caplog, no_inference, monkeypatch, weights):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "bag"
     with BagWriter(path) as bag:
         for topic in ("/a/image_raw", "/b/image_raw", "/camera/labels_gt"):
             bag.add_topic(topic, IMAGE)
             bag.write(topic, labels_msg(np.zeros((H, W), np.uint8), header_msg(1, "c")), 1)
-    text = eval_fails(caplog, path)
+    text = eval_fails(caplog, path, weights)
     assert "several image topics (/a/image_raw, /b/image_raw)" in text
 
 
-def test_empty_bag(tmp_path, caplog, no_inference, monkeypatch):
+def test_empty_bag(tmp_path, caplog, no_inference, monkeypatch, weights):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "bag"
     with BagWriter(path, "mcap") as bag:
         bag.add_topic("/camera/image_raw", IMAGE)
         bag.add_topic("/camera/labels_gt", IMAGE)
-    text = eval_fails(caplog, path)
+    text = eval_fails(caplog, path, weights)
     assert f"bag {path} has no messages on image topic /camera/image_raw" in text
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
-def test_corrupt_bag(tmp_path, caplog, no_inference, monkeypatch, storage):
+def test_corrupt_bag(tmp_path, caplog, no_inference, monkeypatch, storage, weights):
     monkeypatch.chdir(tmp_path)
     bag = synthetic_bag(tmp_path / "bag", "--storage", storage)
     data = next(p for p in bag.iterdir() if p.suffix in (".db3", ".mcap"))
     data.write_bytes(data.read_bytes()[:500])  # truncated, as by a full disk
-    text = eval_fails(caplog, bag)
+    text = eval_fails(caplog, bag, weights)
     assert "cannot read" in text and str(bag) in text
-    text = eval_fails(caplog, tmp_path / "no_such_bag")
+    text = eval_fails(caplog, tmp_path / "no_such_bag", weights)
     assert f"bag not found: {tmp_path / 'no_such_bag'}" in text
 
 
-def test_labels_of_another_size(tmp_path, caplog, no_inference, monkeypatch):
+def test_labels_of_another_size(tmp_path, caplog, no_inference, monkeypatch, weights):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "bag"
     with BagWriter(path) as bag:
@@ -292,7 +292,7 @@ def test_labels_of_another_size(tmp_path, caplog, no_inference, monkeypatch):
                                                      header), 1000 + i)
             bag.write("/camera/labels_gt", labels_msg(np.zeros((H // 2, W // 2), np.uint8),
                                                       header), 1000 + i)
-    text = eval_fails(caplog, path)
+    text = eval_fails(caplog, path, weights)
     assert f"labels on /camera/labels_gt are {W // 2}x{H // 2} but images on " \
            f"/camera/image_raw are {W}x{H}" in text
 
@@ -362,7 +362,8 @@ def test_node_command_for_a_compressed_bag(tmp_path, monkeypatch):
          "--network-size", "128", "256", "--node-param", "qos_depth:=5"])
     camera, replay = bag_eval.replay_topic(plan, args)
     assert (camera, replay) == ("/cam_front/image_raw", "/cam_front/image_raw/compressed")
-    command = bag_eval.node_command(plan, args, camera)
+    card = bag_eval.ModelCard(CITYSCAPES, (128, 256), None, None, "--network-size")
+    command = bag_eval.node_command(plan, args, camera, card)
     params = [command[i + 1] for i, a in enumerate(command) if a == "-p"]
     for expected in ("image_topics:=['/cam_front/image_raw']", "input_type:=compressed",
                      "qos:=reliable", "weights:=w.pt", "network_height:=128",
