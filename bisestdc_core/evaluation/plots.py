@@ -84,7 +84,8 @@ def plot_per_class_iou(ious: Sequence[float | None], names: Sequence[str], path:
     ax.bar(positions[missing], np.full(int(missing.sum()), NA_BAR_HEIGHT), fill=False,
            hatch="//", edgecolor="0.6", linewidth=0.5)
     for x in positions[missing]:
-        ax.text(x, 2, "n/a", ha="center", va="bottom", rotation=90, fontsize=7, color="0.35")
+        ax.text(x, NA_BAR_HEIGHT / 2, "n/a", ha="center", va="center", fontsize=8,
+                color="0.25", bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
     ax.set_xticks(positions, names, rotation=60, ha="right", fontsize=8)
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylim(0, 125)  # the band above 100 % holds the legend, clear of the bars

@@ -143,10 +143,11 @@ def summary_line(report: dict[str, Any], out: Path) -> str:
     metrics = report["metrics"]
     scores = (f"mIoU {format_percent(metrics['miou'])} % over {report['frames_scored']} "
               f"scored frames" if metrics else "no labels (inspected)")
+    passes = report["details"].get("replay") == "both"
     return (f"{report['mode']}: {scores} ({report['frames_processed']}/"
-            f"{report['frames_in_bag']} processed, {report['frames_dropped']} dropped, "
-            f"{report['frames_bad']} bad), {report['throughput_fps']:.2f} frames/s; "
-            f"report in {out}")
+            f"{report['frames_in_bag']} processed, {report['frames_dropped']} dropped"
+            f"{' in the real-time pass' if passes else ''}, {report['frames_bad']} bad), "
+            f"{report['throughput_fps']:.2f} frames/s; report in {out}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,7 +59,7 @@ def plot_latency(timings: Sequence[FrameTiming], out_dir: Path, subtitle: str = 
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, marker=".", label=STAGE_LABELS[stage])
-    ax.set_xlabel("time since the first frame was sent (s)")
+    ax.set_xlabel("time since the run started (s)")
     ax.set_ylabel("latency (ms)")
     ax.set_title("latency over the run" + (f": {subtitle}" if subtitle else ""))
     ax.grid(alpha=0.3)

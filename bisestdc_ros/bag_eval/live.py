@@ -61,7 +61,8 @@ log = logging.getLogger(__package__)  # one logger for the tool: "bisestdc_ros.b
 
 REPLAY_MODES = ("realtime", "closed-loop", "both")
 RESEND_S = 2.0  # a best-effort frame without an answer is sent again after this long
-STOP_TIMEOUT_S = 1.5  # SIGINT -> SIGKILL: the node and this tool are gone within 2 s
+STOP_TIMEOUT_S = 10.0  # SIGINT -> SIGKILL after a run: time for a clean shutdown
+INTERRUPT_STOP_TIMEOUT_S = 1.5  # after a signal or error: the node is gone within 2 s
 
 
 class ReplayRecorder:
@@ -297,6 +298,7 @@ def run_live(plan: BagPlan, args: argparse.Namespace, out_dir: Path, card: Model
     result.bad_frames.extend(plan.bad_frames)
     passes: list[PassResult] = []
     context = Context()
+    stop_timeout = INTERRUPT_STOP_TIMEOUT_S  # until the passes are complete
     # Whatever fails or interrupts from here on (DDS set-up included), the node is stopped
     # first: it must be gone within 2 s of a signal.
     try:
@@ -331,9 +333,10 @@ def run_live(plan: BagPlan, args: argparse.Namespace, out_dir: Path, card: Model
                     passes.append(replay(bag, plan, recorder, args, alive, closed_loop=False))
                     recorder.keep = None
             engine = dict(recorder.engine)
+            stop_timeout = STOP_TIMEOUT_S
         finally:
             if process is not None:
-                code = stop_node(process, STOP_TIMEOUT_S)
+                code = stop_node(process, stop_timeout)
                 log.info("segment_node stopped (exit code %d); log: %s", code, node_log)
                 process = None
             executor.shutdown(timeout_sec=1.0)
@@ -341,7 +344,7 @@ def run_live(plan: BagPlan, args: argparse.Namespace, out_dir: Path, card: Model
             recorder.node.destroy_node()
     finally:
         if process is not None:  # failed before the recorder existed
-            code = stop_node(process, STOP_TIMEOUT_S)
+            code = stop_node(process, INTERRUPT_STOP_TIMEOUT_S)
             log.info("segment_node stopped (exit code %d); log: %s", code, node_log)
         rclpy.try_shutdown(context=context)
 
