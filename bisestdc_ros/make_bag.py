@@ -132,11 +132,13 @@ def write_bag(frames: Iterator[Frame], total: int, args: argparse.Namespace) -> 
     image_topic = input_topic(args.image_topic, "compressed" if compressed else "raw")
     info_topic = args.camera_info_topic or camera_info_topic(args.image_topic)
     start_ns = round(args.start * NS_PER_S)
-    custom_data = {CLASS_SET_KEY: label_class_set(args)}
+    # A bag without labels has no class set to record.
+    custom_data = {} if args.no_labels else {CLASS_SET_KEY: label_class_set(args)}
     with BagWriter(args.out, args.storage, args.compression, custom_data) as bag:
         bag.add_topic(image_topic, COMPRESSED_IMAGE if compressed else IMAGE)
         bag.add_topic(info_topic, CAMERA_INFO)
-        bag.add_topic(args.labels_topic, IMAGE)
+        if not args.no_labels:
+            bag.add_topic(args.labels_topic, IMAGE)
         size: tuple[int, int] | None = None
         for i, frame in enumerate(tqdm(frames, total=total, desc="frames", unit="frame")):
             if size is not None and frame.rgb.shape[:2] != size:
@@ -155,7 +157,7 @@ def write_bag(frames: Iterator[Frame], total: int, args: argparse.Namespace) -> 
                 msg = image_msg(frame.rgb, "rgb8", header)
             bag.write(image_topic, msg, stamp)
             bag.write(info_topic, camera_info_msg(size[0], size[1], header), stamp)
-            if frame.labels is not None:
+            if frame.labels is not None and not args.no_labels:
                 bag.write(args.labels_topic, labels_msg(frame.labels, header), stamp)
         if size is None:
             raise ValueError("the source gave no frames")
@@ -204,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="default: camera_info beside the image topic")
     out.add_argument("--labels-topic", default="/camera/labels_gt",
                      help="mono8 train-id labels")
+    out.add_argument("--no-labels", action="store_true",
+                     help="camera topics only, like a drive recorded with ros2 bag record")
     out.add_argument("--rate", type=float, default=10.0, help="frame rate in Hz")
     out.add_argument("--start", type=float, default=DEFAULT_START,
                      help="stamp of the first frame, seconds since the epoch")

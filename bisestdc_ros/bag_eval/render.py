@@ -30,6 +30,7 @@ log = logging.getLogger(__package__)  # one logger for the tool: "bisestdc_ros.b
 
 OVERLAY_OPACITY = 0.5
 SMALL_OBJECT_MIN_AREA = 16  # pixels: segment_node's default small_object_min_area
+VIDEO_MIN_FPS, VIDEO_MAX_FPS = 1.0, 120.0
 VIDEO_MAX_WIDTH = 1280  # larger frames are scaled down: the video is for looking, not scoring
 TILE_WIDTH = 320
 SHEET_COLUMNS_WITHOUT_LABELS = 4
@@ -149,7 +150,8 @@ class _VideoWriter:
         scale = min(1.0, VIDEO_MAX_WIDTH / plan.width)
         # mp4v needs even sizes.
         self.size = (2 * round(plan.width * scale / 2), 2 * round(plan.height * scale / 2))
-        fps = plan.rate_hz if plan.rate_hz > 0 else 10.0
+        # MPEG-4 takes time bases up to 1/65535: a rate within what a camera sends.
+        fps = round(min(max(plan.rate_hz, VIDEO_MIN_FPS), VIDEO_MAX_FPS), 2)
         self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                                        self.size)
         if not self._writer.isOpened():

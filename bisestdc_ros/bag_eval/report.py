@@ -79,7 +79,7 @@ def _engine_line(engine: dict[str, Any]) -> str:
     size = engine.get("network_size")
     parts = [f"{engine.get('engine', '?')} on {engine.get('device', '?')}",
              f"{engine.get('precision', '?')}",
-             f"network {size[0]}x{size[1]}" if size else "network size ?",
+             f"network {size[1]}x{size[0]}" if size else "network size ?",
              f"classes {engine.get('class_set', '?')}"]
     if engine.get("card"):
         parts.append(f"size from the {engine['card']}")
@@ -114,16 +114,15 @@ def report_markdown(report: dict[str, Any]) -> str:
     if report["bad_frames"] or report["frames_not_scored"]:
         lines += ["", "## Frames skipped", ""]
         lines += [f"- {reason}" for reason in report["bad_frames"] + report["frames_not_scored"]]
+    iou_column = "| IoU (%) " if metrics else ""
     lines += ["", "## Predicted classes", "",
-              "| class | share of pixels (%) | IoU (%) | small object | objects found |",
-              "|---|---:|---:|:---:|---:|"]
-    ious = metrics["iou"] if metrics else {}
+              f"| class | share of pixels (%) {iou_column}| small objects found |",
+              "|---|---:|" + ("---:|" if metrics else "") + "---:|"]
     small = report["small_objects_found"]
     for name, share in report["predicted_class_share"].items():
-        iou = format_percent(ious.get(name)) if metrics else "-"
+        iou = f"| {format_percent(metrics['iou'].get(name))} " if metrics else ""
         found = str(small[name]) if name in small else ""
-        lines.append(f"| {name} | {100 * share:.2f} | {iou} | "
-                     f"{'yes' if name in small else ''} | {found} |")
+        lines.append(f"| {name} | {100 * share:.2f} {iou}| {found} |")
     if metrics:
         lines.append("")
         lines.append("IoU n/a: the class has no pixels in the ground truth nor the prediction.")
