@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +163,16 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", error)
         return 1
     except KeyboardInterrupt as interrupt:
-        log.error("interrupted (%s): stopped before the report", interrupt or "SIGINT")
+        log.error("interrupted (%s): stopped before the report", str(interrupt) or "SIGINT")
+        if argv is None:
+            # Run as a command: the node is stopped and the files are closed, so the
+            # interpreter's teardown (about 2 s once torch is imported) is skipped and a
+            # signal ends the tool within 2 s. Called with arguments (tests, the demo), it
+            # returns like any function.
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -62,7 +62,7 @@ log = logging.getLogger(__package__)  # one logger for the tool: "bisestdc_ros.b
 REPLAY_MODES = ("realtime", "closed-loop", "both")
 RESEND_S = 2.0  # a best-effort frame without an answer is sent again after this long
 STOP_TIMEOUT_S = 10.0  # SIGINT -> SIGKILL after a run: time for a clean shutdown
-INTERRUPT_STOP_TIMEOUT_S = 1.5  # after a signal or error: the node is gone within 2 s
+INTERRUPT_STOP_TIMEOUT_S = 0.8  # after a signal or error: the node is gone within 2 s
 
 
 class ReplayRecorder:
