@@ -11,6 +11,7 @@ receive time).
 from __future__ import annotations
 
 import sqlite3
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,26 @@ def test_service_event_topics_do_not_stop_the_bag_from_opening(tmp_path, storage
             list(reader.messages(["/camera_driver/get_parameters/_service_event"]))
     plan = bag_eval.inspect_bag(bag, None, "/camera/labels_gt")
     assert plan.frames == 3
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_types_no_typestore_knows_are_read_from_the_bag(tmp_path, storage):
+    bag = tmp_path / "bag"
+    with BagWriter(bag, storage) as writer:
+        writer.add_topic("/camera/image_raw", IMAGE)
+        writer.add_topic("/camera/labels_gt", IMAGE)
+        # A vendor message: only its definition in the bag describes it.
+        connection = writer._writer.add_connection(
+            "/vehicle/wheel_speed", "acme_msgs/msg/WheelSpeed",
+            msgdef="float64 front_left\nfloat64 front_right\n", rihs01="RIHS01_" + "cd" * 32)
+        # CDR little endian: encapsulation header, then the two float64.
+        writer._writer.write(connection, 5, bytes([0, 1, 0, 0]) + struct.pack("<dd", 1.5, 2.5))
+        write_frames(writer, [1_000_000_000])
+    with BagReader(bag) as reader:
+        assert reader.topics["/vehicle/wheel_speed"] == "acme_msgs/msg/WheelSpeed"
+        assert len(list(reader.messages(["/camera/image_raw"]))) == 1
+        [(_, _, wheel)] = list(reader.messages(["/vehicle/wheel_speed"]))
+        assert (wheel.front_left, wheel.front_right) == (1.5, 2.5)
 
 
 def test_folder_named_like_a_ros1_bag_is_a_rosbag2(tmp_path):

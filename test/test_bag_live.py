@@ -85,6 +85,7 @@ def test_closed_loop_replay_matches_offline(ros_env, tmp_path, weights, monkeypa
     assert live["engine"]["engine"] == "onnxruntime"
     assert live["engine"]["precision"] == "fp32" and live["engine"]["device"] == "cpu"
     assert live["engine"]["network_size"] == [int(v) for v in NETWORK_SIZE]
+    assert live["engine"]["mean"] == offline["engine"]["mean"] is not None
     # Real-time pass: latency and drops of a real deployment.
     details = live["details"]
     assert details["scores_from"] == "closed-loop pass"
@@ -98,8 +99,9 @@ def test_closed_loop_replay_matches_offline(ros_env, tmp_path, weights, monkeypa
 
 
 def recorded_drive(path: Path, frames: int, pause_after: int, pause_s: float,
-                   rate: float = 5.0) -> None:
-    """A camera-only recording (no labels, no class set) with a pause in the middle."""
+                   broken: int, rate: float = 5.0) -> None:
+    """A camera-only recording (no labels, no class set) with a pause in the middle and one
+    frame whose data was cut short."""
     start = 1_700_000_000 * NS_PER_S
     with BagWriter(path) as bag:
         bag.add_topic("/drive/image_raw", IMAGE)
@@ -107,7 +109,10 @@ def recorded_drive(path: Path, frames: int, pause_after: int, pause_s: float,
         t = start
         for i, (rgb, _) in enumerate(render_sequence(5, frames, 128, 256)):
             header = header_msg(t, "front")
-            bag.write("/drive/image_raw", image_msg(rgb, "rgb8", header), t)
+            msg = image_msg(rgb, "rgb8", header)
+            if i == broken:
+                msg.data = msg.data[:100]
+            bag.write("/drive/image_raw", msg, t)
             bag.write("/drive/camera_info", camera_info_msg(128, 256, header), t)
             t += round((pause_s if i == pause_after else 1.0 / rate) * NS_PER_S)
 
@@ -115,7 +120,7 @@ def recorded_drive(path: Path, frames: int, pause_after: int, pause_s: float,
 def test_live_inspects_a_drive_with_a_pause(ros_env, tmp_path, weights, monkeypatch):
     monkeypatch.setenv("BISESTDC_CACHE_DIR", str(tmp_path / "cache"))
     bag = tmp_path / "drive"
-    recorded_drive(bag, frames=5, pause_after=2, pause_s=3600.0)  # an hour parked
+    recorded_drive(bag, frames=5, pause_after=2, pause_s=3600.0, broken=4)  # an hour parked
     out = tmp_path / "live"
     started = time.monotonic()
     assert bag_eval.main(["--bag", str(bag), "--mode", "live", "--out", str(out),
@@ -126,9 +131,11 @@ def test_live_inspects_a_drive_with_a_pause(ros_env, tmp_path, weights, monkeypa
     assert report["metrics"] is None and report["frames_in_bag"] == 5
     assert report["details"]["max_gap_s"] == 0.5
     assert report["details"]["replay_duration_s"] < 5.0  # 4 gaps: 0.2 + 0.5 + 0.2 + 0.2 s
-    assert report["frames_processed"] + report["frames_dropped"] == 5
+    # The broken frame is not sent, so not a drop: counted and named instead.
+    assert report["frames_bad"] == 1 and "topic /drive/image_raw" in report["bad_frames"][0]
+    assert report["frames_processed"] + report["frames_dropped"] == 4
     video = cv2.VideoCapture(str(out / "overlay.mp4"))
-    assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 5  # dropped frames are shown dimmed
+    assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 4  # dropped frames are shown dimmed
     video.release()
     for name in ("class_shares.png", "small_objects.png", "contact_sheet.png"):
         assert (out / name).stat().st_size > 0

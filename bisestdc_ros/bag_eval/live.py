@@ -383,11 +383,11 @@ def live_engine_info(reported: dict[str, str], args: argparse.Namespace, card: M
         "engine": reported.get("engine", "not reported"),
         "precision": reported.get("precision", "not reported"),
         "device": resolved_device(args.device, reported.get("engine")),
-        "class_set": card.class_set.name,
+        **card.describe(),
     }
-    if args.start_node:
-        info["network_size"] = list(card.network_size)
-        info["card"] = card.source
+    if not args.start_node:  # the running node was configured elsewhere
+        info["network_size"] = None
+        info["card"] = "unknown: a node this tool did not start"
     return info
 
 
@@ -470,8 +470,10 @@ def replay(bag: BagReader, plan: BagPlan, recorder: ReplayRecorder, args: argpar
     start = time.monotonic()
     first_publish = last_publish = start
     messages = bag.messages([plan.image_topic], on_bad_message=lambda *_: None)
-    index = 0
-    for _, _, msg in tqdm(messages, total=plan.frames, desc=f"replay ({name})", unit="frame"):
+    # Messages come in plan order (the plan skipped the same undeserialisable ones), so the
+    # index is the frame's place in the schedule.
+    for index, (_, _, msg) in enumerate(tqdm(messages, total=plan.frames,
+                                             desc=f"replay ({name})", unit="frame")):
         stamp = stamp_ns(msg)
         if stamp in sent:
             continue  # a repeated stamp is one frame
@@ -481,7 +483,6 @@ def replay(bag: BagReader, plan: BagPlan, recorder: ReplayRecorder, args: argpar
             bad.append(f"bag {plan.path}, topic {plan.image_topic}, stamp "
                        f"{format_stamp(stamp)}: {error.reason}")
             log.warning("not sent: %s", bad[-1])
-            index += 1
             continue
         if not closed_loop:
             delay = start + offsets[min(index, len(offsets) - 1)] - time.monotonic()
@@ -492,7 +493,6 @@ def replay(bag: BagReader, plan: BagPlan, recorder: ReplayRecorder, args: argpar
         last_publish = time.monotonic()
         if len(sent) == 1:
             first_publish = last_publish
-        index += 1
         if closed_loop:
             deadline = last_publish + args.frame_timeout
             resend = last_publish + RESEND_S

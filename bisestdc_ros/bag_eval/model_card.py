@@ -34,6 +34,12 @@ class ModelCard:
     std: tuple[float, ...] | None
     source: str
 
+    def describe(self) -> dict[str, object]:
+        """The card's fields for the report (lists, JSON-ready)."""
+        return {"network_size": list(self.network_size), "class_set": self.class_set.name,
+                "mean": list(self.mean) if self.mean else None,
+                "std": list(self.std) if self.std else None, "card": self.source}
+
 
 def read_model_card(args: argparse.Namespace) -> ModelCard:
     """The card of ``--weights`` / ``--onnx`` (never loads the network).

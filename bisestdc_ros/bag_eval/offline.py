@@ -49,7 +49,7 @@ def run_offline(plan: BagPlan, args: argparse.Namespace, card: ModelCard) -> Run
     segmenter = build_segmenter(args, card)
     log.info("offline: %r", segmenter)
     matcher = StampMatcher(card.class_set) if plan.has_labels else None
-    result = RunResult(matcher, set(), [], 0.0, engine_info(segmenter))
+    result = RunResult(matcher, set(), [], 0.0, {**card.describe(), **engine_info(segmenter)})
     result.bad_frames.extend(plan.bad_frames)
     topics = [plan.image_topic] + ([plan.labels_topic] if plan.labels_topic else [])
     start = time.perf_counter()

@@ -81,6 +81,9 @@ def _engine_line(engine: dict[str, Any]) -> str:
              f"{engine.get('precision', '?')}",
              f"network {size[1]}x{size[0]}" if size else "network size ?",
              f"classes {engine.get('class_set', '?')}"]
+    if engine.get("mean") and engine.get("std"):
+        parts.append("normalised with mean " + "/".join(f"{v:.3f}" for v in engine["mean"])
+                     + ", std " + "/".join(f"{v:.3f}" for v in engine["std"]))
     if engine.get("card"):
         parts.append(f"size from the {engine['card']}")
     return ", ".join(parts)
