@@ -50,7 +50,6 @@ from bisestdc_ros.bag_io import (
     IMAGE,
     NS_PER_S,
     BagReader,
-    format_stamp,
     frame_from_msg,
     labels_from_msg,
     stamp_ns,
@@ -480,8 +479,7 @@ def replay(bag: BagReader, plan: BagPlan, recorder: ReplayRecorder, args: argpar
         try:
             frame_from_msg(msg, plan.image_type)  # the node would refuse it: do not send it
         except ImageDecodeError as error:
-            bad.append(f"bag {plan.path}, topic {plan.image_topic}, stamp "
-                       f"{format_stamp(stamp)}: {error.reason}")
+            bad.append(plan.frame_problem(stamp, error.reason))
             log.warning("not sent: %s", bad[-1])
             continue
         if not closed_loop:

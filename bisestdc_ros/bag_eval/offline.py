@@ -19,13 +19,7 @@ from bisestdc_ros.bag_eval.errors import EvalError
 from bisestdc_ros.bag_eval.model_card import ModelCard
 from bisestdc_ros.bag_eval.plan import BagPlan
 from bisestdc_ros.bag_eval.scoring import FrameTiming, RunResult, StampMatcher
-from bisestdc_ros.bag_io import (
-    BagReader,
-    format_stamp,
-    frame_from_msg,
-    labels_from_msg,
-    stamp_ns,
-)
+from bisestdc_ros.bag_io import BagReader, frame_from_msg, labels_from_msg, stamp_ns
 from bisestdc_ros.image_codec import ImageDecodeError
 
 log = logging.getLogger(__package__)  # one logger for the tool: "bisestdc_ros.bag_eval"
@@ -65,8 +59,7 @@ def run_offline(plan: BagPlan, args: argparse.Namespace, card: ModelCard) -> Run
             try:
                 frame, order = frame_from_msg(msg, plan.image_type)
             except ImageDecodeError as error:
-                reason = (f"bag {plan.path}, topic {topic}, stamp {format_stamp(stamp)}: "
-                          f"{error.reason}")
+                reason = plan.frame_problem(stamp, error.reason)
                 log.warning("skipped: %s", reason)
                 result.bad_frames.append(reason)
                 bar.update()

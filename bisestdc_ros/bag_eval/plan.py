@@ -83,9 +83,18 @@ class BagPlan:
             return 0.0
         return (len(self.bag_times) - 1) * NS_PER_S / (self.bag_times[-1] - self.bag_times[0])
 
+    def frame_problem(self, stamp: int, reason: str) -> str:
+        """The line that names a frame that cannot be used: bag, topic, stamp and why."""
+        return f"{where(self.path, self.image_topic, stamp)}: {reason}"
+
     def seconds(self, stamp: int) -> float:
         """A header stamp as seconds since the first frame's (for captions and plots)."""
         return (stamp - self.stamps[0]) / NS_PER_S if self.stamps else 0.0
+
+
+def where(bag: Path, topic: str, stamp: int) -> str:
+    """``bag B, topic T, stamp S``: how messages are named in errors and reports."""
+    return f"bag {bag}, topic {topic}, stamp {format_stamp(stamp)}"
 
 
 def choose_labels_topic(bag: BagReader, requested: str | None, use_labels: bool) -> str | None:
@@ -142,7 +151,7 @@ def inspect_bag(path: str | Path, image_topic: str | None, labels_topic: str | N
         topics = [topic, labels_topic] if labels_topic else [topic]
         for msg_topic, timestamp, msg in bag.messages(topics, on_bad_message=bad_message):
             stamp = stamp_ns(msg)
-            where = f"bag {bag.path}, topic {msg_topic}, stamp {format_stamp(stamp)}"
+            place = where(bag.path, msg_topic, stamp)
             try:
                 if msg_topic == topic:
                     # Compressed frames are decoded once only: their size is in the payload.
@@ -157,12 +166,12 @@ def inspect_bag(path: str | Path, image_topic: str | None, labels_topic: str | N
                 else:
                     labels = labels_from_msg(msg, labels_type)
                     if class_set is not None:
-                        check_labels(labels, class_set, where)
+                        check_labels(labels, class_set, place)
                     label_sizes[stamp] = labels.shape[:2]
             except ImageDecodeError as error:
                 if msg_topic != topic:
-                    raise BagError(f"{where}: {error.reason}") from error
-                plan.bad_frames.append(f"{where}: {error.reason}")
+                    raise BagError(f"{place}: {error.reason}") from error
+                plan.bad_frames.append(f"{place}: {error.reason}")
     for reason in plan.bad_frames:
         log.warning("skipped: %s", reason)
     if first_size is None:
@@ -185,11 +194,11 @@ def inspect_bag(path: str | Path, image_topic: str | None, labels_topic: str | N
     return plan
 
 
-def check_labels(labels, class_set: ClassSet, where: str) -> None:
+def check_labels(labels, class_set: ClassSet, place: str) -> None:
     """Refuse class ids outside ``class_set`` (and the ignore id) before any inference."""
     from bisestdc_core.data.datasets import check_train_ids  # noqa: PLC0415
 
     try:
-        check_train_ids(labels, class_set.num_classes, f"{where} ({class_set.name} labels)")
+        check_train_ids(labels, class_set.num_classes, f"{place} ({class_set.name} labels)")
     except ValueError as error:
         raise BagError(str(error)) from error

@@ -124,8 +124,13 @@ def _overlay(bgr: np.ndarray, labels: np.ndarray | None, objects: list[SmallObje
              palette: np.ndarray, class_set: ClassSet) -> np.ndarray:
     """The frame blended with its prediction, small objects boxed; dimmed without one."""
     if labels is None:
-        return (bgr // 3).astype(np.uint8)
+        return _dimmed(bgr)
     return draw_overlay(bgr, labels, palette, objects, class_set.names, OVERLAY_OPACITY)
+
+
+def _dimmed(bgr: np.ndarray) -> np.ndarray:
+    """A frame with no prediction: a third of its brightness."""
+    return (bgr // 3).astype(np.uint8)
 
 
 def _caption(plan: BagPlan, stamp: int, dropped: bool) -> str:
@@ -213,7 +218,7 @@ def _contact_sheet(plan: BagPlan, frames: dict[int, tuple[np.ndarray, np.ndarray
         bgr, labels = frames[stamp]
         when = f"t = {plan.seconds(stamp):.2f} s"
         if labels is None:
-            prediction = _tile((bgr // 3).astype(np.uint8), height, f"{when}  dropped")
+            prediction = _tile(_dimmed(bgr), height, f"{when}  dropped")
         else:
             prediction = _tile_overlay(bgr, labels, palette, class_set, height,
                                        f"{when}  prediction")
