@@ -5,10 +5,17 @@ plus constructors for the messages the bag tools write (Header, Image, Compresse
 CameraInfo, mono8 labels), all built from the ``ROS2_KILTED`` typestore so the bag carries
 the definitions ``ros2 bag`` expects.
 
-Reading: :class:`BagReader` wraps ``rosbags.highlevel.AnyReader`` and turns every way a bag can
-be unreadable (missing folder, broken metadata.yaml, truncated database or mcap file) into one
-:class:`BagError` whose message names the bag. Messages are deserialised into rosbags' own
+Reading: :class:`BagReader` wraps ``rosbags.rosbag2.Reader`` (a folder is always a rosbag2,
+whatever its name: ``ros2 bag record -o run.bag`` makes such folders) and turns every way a bag
+can be unreadable (missing folder, broken metadata.yaml, truncated database or mcap file) into
+one :class:`BagError` whose message names the bag. Only the message types of the topics read
+are resolved, on first use: a bag may hold service events or types no typestore knows. A type
+the ROS 2 Kilted typestore knows is deserialised with it (sensor_msgs/Image has not changed
+since Foxy); any other type with the definition the bag stores. Messages are rosbags'
 dataclasses, whose field names match rclpy's, so `image_codec` decodes them unchanged.
+
+The label class set a bag was made for is recorded in its metadata ``custom_data`` under
+:data:`CLASS_SET_KEY` (rosbag2 metadata version 6 and later keep it; ``ros2 bag info`` shows it).
 
 Stamps are integer nanoseconds everywhere (``sec * 1e9 + nanosec``): exact keys for matching
 images, labels and node outputs.
@@ -19,7 +26,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
@@ -27,16 +34,24 @@ from typing import Any
 
 import cv2
 import numpy as np
-from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.interfaces import Connection, MessageDefinitionFormat
 from rosbags.rosbag2 import (
     CompressionFormat,
     CompressionMode,
+    Reader,
     ReaderError,
     StoragePlugin,
     Writer,
     WriterError,
 )
-from rosbags.typesys import Stores, get_typestore
+from rosbags.serde import SerdeError
+from rosbags.typesys import (
+    Stores,
+    TypesysError,
+    get_types_from_idl,
+    get_types_from_msg,
+    get_typestore,
+)
 from rosbags.typesys.store import Typestore
 
 from bisestdc_ros.image_codec import (
@@ -57,10 +72,14 @@ COMPRESSIONS = {"none": None, "file": CompressionMode.FILE, "message": Compressi
 BAG_VERSION = 9  # rosbag2 metadata version written by Jazzy and Kilted
 
 NS_PER_S = 1_000_000_000
+CLASS_SET_KEY = "bisestdc.class_set"  # custom_data key: the label class set of the bag
 
 # Errors rosbags and the storage libraries raise for files that are not (complete) bags.
-_READ_ERRORS = (AnyReaderError, ReaderError, sqlite3.Error, struct.error, OSError, ValueError,
-                KeyError, EOFError)
+_READ_ERRORS = (ReaderError, sqlite3.Error, struct.error, OSError, ValueError, KeyError,
+                EOFError)
+# Errors of deserialising one message (a corrupt record, a definition that does not fit).
+_MESSAGE_ERRORS = (SerdeError, TypesysError, ValueError, IndexError, struct.error, KeyError,
+                   UnicodeDecodeError)
 
 
 class BagError(RuntimeError):
@@ -212,18 +231,25 @@ class BagWriter:
         path: the bag folder to create (must not exist).
         storage: ``sqlite3`` or ``mcap``.
         compression: ``none``, ``file`` (the whole storage file zstd-compressed when closed) or
-            ``message`` (each message zstd-compressed).
+            ``message`` (each message zstd-compressed; sqlite3 only, as rosbag2 allows).
+        custom_data: metadata ``custom_data`` entries (e.g. :data:`CLASS_SET_KEY`).
 
     Raises:
-        BagError: the path exists or the options are unknown.
+        BagError: the path exists or the options are unknown or refused by rosbag2.
     """
 
-    def __init__(self, path: str | Path, storage: str = "sqlite3", compression: str = "none"):
+    def __init__(self, path: str | Path, storage: str = "sqlite3", compression: str = "none",
+                 custom_data: dict[str, str] | None = None):
         if storage not in STORAGES:
             raise BagError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
         if compression not in COMPRESSIONS:
             raise BagError(
                 f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
+        if storage == "mcap" and compression == "message":
+            # rosbag2 refuses to write it, and mcap readers cannot decode zstd inside records
+            # (mcap compresses whole chunks instead).
+            raise BagError("mcap storage does not take per-message compression (rosbag2 refuses "
+                           "it); use --compression file, or sqlite3 storage")
         self.path = Path(path)
         try:
             self._writer = Writer(self.path, version=BAG_VERSION,
@@ -233,6 +259,8 @@ class BagWriter:
         mode = COMPRESSIONS[compression]
         if mode is not None:
             self._writer.set_compression(mode, CompressionFormat.ZSTD)
+        for key, value in (custom_data or {}).items():
+            self._writer.set_custom_data(key, value)
         self._connections: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
 
@@ -265,26 +293,31 @@ class BagWriter:
 
 
 class BagReader:
-    """A rosbag2 (sqlite3 or mcap, compressed or not) opened for reading.
+    """A rosbag2 (sqlite3 or mcap, compressed files or messages) opened for reading.
 
     Use as a context manager. ``topics`` maps topic -> message type, ``counts`` topic ->
-    messages.
+    messages, ``custom_data`` the metadata's custom_data (empty before version 6).
 
     Raises:
-        BagError: the path is missing or is not a readable bag (message names the path).
+        BagError: the path is missing or is not a readable rosbag2 (message names the path).
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.exists():
             raise BagError(f"bag not found: {self.path}")
-        self._reader: AnyReader | None = None
+        if self.path.is_file() and self.path.suffix == ".bag":
+            raise BagError(f"{self.path} is a ROS 1 bag; convert it first "
+                           f"(rosbags-convert --src {self.path} --dst <folder>)")
+        self._reader: Reader | None = None
+        self._stores: dict[str, Typestore] = {}
         self.topics: dict[str, str] = {}
         self.counts: dict[str, int] = {}
+        self.custom_data: dict[str, str] = {}
 
     def __enter__(self) -> BagReader:
         try:
-            reader = AnyReader([self.path], default_typestore=typestore())
+            reader = Reader(self.path)
             reader.open()
         except _READ_ERRORS as error:
             raise BagError(f"cannot read bag {self.path} (corrupt or not a rosbag2): "
@@ -294,6 +327,8 @@ class BagReader:
             self.topics[connection.topic] = connection.msgtype
             self.counts[connection.topic] = (self.counts.get(connection.topic, 0)
                                              + int(connection.msgcount))
+        metadata = getattr(reader.storage, "metadata", None)  # a folder's metadata.yaml
+        self.custom_data = dict(getattr(metadata, "custom", None) or {})
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -301,6 +336,11 @@ class BagReader:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+
+    @property
+    def class_set(self) -> str | None:
+        """The label class set recorded by make-bag (None for other bags)."""
+        return self.custom_data.get(CLASS_SET_KEY) or None
 
     def describe_topics(self) -> str:
         """``topic (type, N msgs)`` per topic, for error messages."""
@@ -344,24 +384,84 @@ class BagReader:
         raise BagError(f"bag {self.path} has several image topics ({', '.join(candidates)}); "
                        f"choose one with --image-topic")
 
-    def messages(self, topics: Iterable[str]) -> Iterator[tuple[str, int, Any]]:
+    def messages(self, topics: Iterable[str],
+                 on_bad_message: Callable[[str, int, str], None] | None = None,
+                 ) -> Iterator[tuple[str, int, Any]]:
         """(topic, bag timestamp ns, deserialised message) of ``topics`` in bag time order.
 
+        Args:
+            topics: the topics to read (only their types are resolved).
+            on_bad_message: called with (topic, bag timestamp, reason) for a message that
+                cannot be deserialised, which is then skipped; without it such a message
+                raises BagError.
+
         Raises:
-            BagError: a message that cannot be read or deserialised (truncated storage).
+            BagError: unreadable storage (truncated file), or a bad message (see above).
         """
         assert self._reader is not None, "use BagReader as a context manager"
         wanted = set(topics)
         connections = [c for c in self._reader.connections if c.topic in wanted]
         if not connections:
             return
+        stores = {c.msgtype: self._store_for(c) for c in connections}
         try:
             for connection, timestamp, raw in self._reader.messages(connections=connections):
-                msg = self._reader.deserialize(raw, connection.msgtype)
+                try:
+                    msg = stores[connection.msgtype].deserialize_cdr(raw, connection.msgtype)
+                except _MESSAGE_ERRORS as error:
+                    reason = (f"bag {self.path}, topic {connection.topic}, bag time "
+                              f"{format_stamp(timestamp)}: cannot deserialise "
+                              f"{connection.msgtype} ({type(error).__name__}: {error})")
+                    if on_bad_message is None:
+                        raise BagError(reason) from error
+                    on_bad_message(connection.topic, int(timestamp), reason)
+                    continue
                 yield connection.topic, int(timestamp), msg
         except _READ_ERRORS as error:
             raise BagError(f"cannot read messages of {sorted(wanted)} from bag {self.path} "
                            f"(corrupt?): {error}") from error
+
+    def _store_for(self, connection: Connection) -> Typestore:
+        """The typestore that deserialises ``connection``'s type (resolved once per type)."""
+        msgtype = connection.msgtype
+        if msgtype in self._stores:
+            return self._stores[msgtype]
+        if msgtype in typestore().fielddefs:
+            store = typestore()
+        else:
+            try:
+                types = _types_from_definition(connection)
+                store = get_typestore(Stores.EMPTY)
+                store.register(types)
+            except (TypesysError, ValueError, AssertionError) as error:
+                raise BagError(f"bag {self.path}, topic {connection.topic}: cannot use the "
+                               f"definition of {msgtype} ({error})") from error
+            if msgtype not in store.fielddefs:
+                raise BagError(f"bag {self.path}, topic {connection.topic}: no definition of "
+                               f"{msgtype} in the bag, and ROS 2 Kilted does not know it")
+        self._stores[msgtype] = store
+        return store
+
+
+def _types_from_definition(connection: Connection) -> dict[str, Any]:
+    """The types a connection's stored definition declares ({} if it stores none)."""
+    msgdef = connection.msgdef
+    if msgdef.format == MessageDefinitionFormat.MSG:
+        return dict(get_types_from_msg(msgdef.data, connection.msgtype))
+    if msgdef.format == MessageDefinitionFormat.IDL:
+        separator = "=" * 80 + "\n"
+        types: dict[str, Any] = {}
+        blocks = msgdef.data.split(separator)[1:] if msgdef.data.startswith(
+            f"{separator}IDL: ") else [f"IDL: \n{msgdef.data}"]
+        for block in blocks:
+            types.update(get_types_from_idl(block.split("\n", 1)[1]))
+        return types
+    return {}
+
+
+def format_stamp(stamp: int) -> str:
+    """A stamp in ns as ``seconds.nanoseconds``."""
+    return f"{stamp // NS_PER_S}.{stamp % NS_PER_S:09d}"
 
 
 def _looks_like_labels(topic: str) -> bool:

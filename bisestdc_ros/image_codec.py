@@ -15,18 +15,25 @@ cv_bridge/src/cv_bridge.cpp, getConversionCodes()):
 - rgb8 / bgr8: as is (rgb8 reported as channel order "rgb").
 - rgba8 / bgra8: alpha dropped (cv2.COLOR_RGBA2BGR / COLOR_BGRA2BGR).
 - mono8: replicated to 3 channels (COLOR_GRAY2BGR).
-- mono16: scaled by 255/65535 with rounding, as toCvCopy's depth change does
-  (``convertTo(..., 255. / 65535.)``), then replicated. cvtColorForDisplay's dynamic min/max
-  scaling is *not* used: it would make the network's input depend on each frame's contents.
-  ``is_bigendian`` is honoured (cv_bridge byte-swaps with mixChannels likewise).
+- 16-bit encodings (mono16, rgb16, bgr16, rgba16, bgra16, bayer_*16): the colour conversion
+  runs on the 16-bit pixels first and the depth change last, as toCvCopyImpl applies
+  getConversionCode's list (colour code, then SAME_FORMAT = ``convertTo(..., 255. / 65535.)``
+  with rounding). The order matters for Bayer, whose demosaicing interpolates at 16 bits.
+  cvtColorForDisplay's dynamic min/max scaling is *not* used: it would make the network's
+  input depend on each frame's contents. ``is_bigendian`` is honoured (cv_bridge byte-swaps
+  with mixChannels likewise).
 - yuv422 (UYVY byte order, ROS's historical name) -> COLOR_YUV2BGR_UYVY;
   yuv422_yuy2 (YUYV) -> COLOR_YUV2BGR_YUY2. Both need an even width.
 - Bayer: OpenCV names its Bayer codes after the 2x2 block starting at the *second* row and
   column, so cv_bridge maps bayer_rggb8 -> COLOR_BayerBG2BGR, bayer_bggr8 -> COLOR_BayerRG2BGR,
   bayer_gbrg8 -> COLOR_BayerGR2BGR, bayer_grbg8 -> COLOR_BayerGB2BGR; the same mapping is used
   here.
-- CompressedImage (JPEG, PNG, WebP, BMP: see image_limits): decoded to BGR (IMREAD_COLOR), after
-  the size its header declares passed the frame limit.
+- CompressedImage (JPEG, PNG, WebP, BMP: see image_limits): after the size its header declares
+  passed the frame limit, decoded as stored (IMREAD_UNCHANGED, as the ROS 2 cv_bridge and
+  compressed_image_transport decode), so a JPEG's EXIF orientation tag is ignored like
+  image_transport ignores it; 1 channel -> GRAY2BGR, 4 -> BGRA2BGR, and a 16-bit PNG gets the
+  same rounded 255/65535 depth change as a raw 16-bit image (IMREAD_COLOR would truncate it to
+  the high byte and rotate by EXIF).
 
 Stricter than cv_bridge in one place and looser in another: data longer than step * height is
 accepted (the excess is ignored; cv_bridge refuses it), shorter data is refused.
@@ -79,6 +86,10 @@ _LAYOUTS: dict[str, _Layout] = {
     "bgra8": _Layout(4, 1, cv2.COLOR_BGRA2BGR, BGR),
     "mono8": _Layout(1, 1, cv2.COLOR_GRAY2BGR, BGR),
     "mono16": _Layout(1, 2, cv2.COLOR_GRAY2BGR, BGR),
+    "rgb16": _Layout(3, 2, None, RGB),
+    "bgr16": _Layout(3, 2, None, BGR),
+    "rgba16": _Layout(4, 2, cv2.COLOR_RGBA2BGR, BGR),
+    "bgra16": _Layout(4, 2, cv2.COLOR_BGRA2BGR, BGR),
     "yuv422": _Layout(2, 1, cv2.COLOR_YUV2BGR_UYVY, BGR),
     "yuv422_yuy2": _Layout(2, 1, cv2.COLOR_YUV2BGR_YUY2, BGR),
     # See the module docstring: OpenCV's Bayer names are shifted by one row and column.
@@ -86,7 +97,14 @@ _LAYOUTS: dict[str, _Layout] = {
     "bayer_bggr8": _Layout(1, 1, cv2.COLOR_BayerRG2BGR, BGR),
     "bayer_gbrg8": _Layout(1, 1, cv2.COLOR_BayerGR2BGR, BGR),
     "bayer_grbg8": _Layout(1, 1, cv2.COLOR_BayerGB2BGR, BGR),
+    "bayer_rggb16": _Layout(1, 2, cv2.COLOR_BayerBG2BGR, BGR),
+    "bayer_bggr16": _Layout(1, 2, cv2.COLOR_BayerRG2BGR, BGR),
+    "bayer_gbrg16": _Layout(1, 2, cv2.COLOR_BayerGR2BGR, BGR),
+    "bayer_grbg16": _Layout(1, 2, cv2.COLOR_BayerGB2BGR, BGR),
 }
+
+# cv_bridge's 16 -> 8 bit depth change: convertTo(..., 255. / 65535.), rounded and saturated.
+_SCALE_16_TO_8 = 255.0 / 65535.0
 
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
 
@@ -107,7 +125,7 @@ def decode_raw(
         encoding: sensor_msgs/image_encodings name (see SUPPORTED_ENCODINGS).
         height, width: image size in pixels.
         step: bytes per row, padding included.
-        is_bigendian: byte order of multi-byte channels (mono16).
+        is_bigendian: byte order of the 16-bit encodings' channels.
         data: any buffer (bytes, array.array('B') as rclpy gives, numpy array).
 
     Raises:
@@ -136,21 +154,23 @@ def decode_raw(
     # Rows are a strided view: padding (step > row_bytes) is skipped without a copy.
     rows = buffer[: step * height].reshape(height, step)[:, :row_bytes]
 
-    if layout.bytes_per_channel == 2:
-        # astype to the native byte order copies into an aligned, contiguous array; the copy is
-        # needed anyway for the depth change below.
-        dtype = ">u2" if is_bigendian else "<u2"
-        pixels16 = np.ascontiguousarray(rows).view(dtype).reshape(height, width)
-        # toCvCopy's 16 -> 8 bit change: convertTo(..., 255 / 65535) with rounding.
-        pixels = cv2.convertScaleAbs(pixels16.astype(np.uint16), alpha=255.0 / 65535.0)
-    elif layout.channels == 1:
-        pixels = rows
+    shape = (height, width) if layout.channels == 1 else (height, width, layout.channels)
+    if layout.bytes_per_channel == 1:
+        pixels = rows.reshape(shape)
     else:
-        pixels = rows.reshape(height, width, layout.channels)
+        # The copy to an aligned native-order array is needed anyway for the depth change.
+        dtype = ">u2" if is_bigendian else "<u2"
+        pixels = np.ascontiguousarray(rows).view(dtype).reshape(shape).astype(np.uint16)
+    if layout.conversion is not None:
+        pixels = cv2.cvtColor(pixels, layout.conversion)
+    if pixels.dtype == np.uint16:
+        pixels = to_8bit(pixels)
+    return pixels, layout.order
 
-    if layout.conversion is None:
-        return pixels, layout.order
-    return cv2.cvtColor(pixels, layout.conversion), layout.order
+
+def to_8bit(pixels: np.ndarray) -> np.ndarray:
+    """uint16 -> uint8 as cv_bridge's depth change does (x * 255 / 65535, rounded)."""
+    return cv2.convertScaleAbs(pixels, alpha=_SCALE_16_TO_8)
 
 
 def decode_compressed(fmt: str, data: Any) -> tuple[np.ndarray, str]:
@@ -158,25 +178,43 @@ def decode_compressed(fmt: str, data: Any) -> tuple[np.ndarray, str]:
 
     The format string is informational only (cv2.imdecode sniffs the content), as in cv_bridge.
     The size the header declares is checked against the limits before anything is decoded.
+    See the module docstring for channels, 16-bit depth and EXIF orientation.
 
     Raises:
         ImageDecodeError: empty or undecodable data, a format other than
-            image_limits.COMPRESSED_FORMATS, or a declared size above the limits.
+            image_limits.COMPRESSED_FORMATS, a declared size above the limits, or a layout
+            cv_bridge cannot make bgr8 of.
     """
     buffer = np.frombuffer(data, np.uint8)
     if buffer.size == 0:
         raise ImageDecodeError(f"empty compressed image (format {fmt!r})")
     # Refused before decoding: the header's size, not the data length, sets what decoding costs.
     _within_limits(check_compressed_size, buffer)
+    image = _imdecode_as_stored(fmt, buffer)
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if image.dtype not in (np.uint8, np.uint16) or channels not in _COMPRESSED_TO_BGR:
+        raise ImageDecodeError(f"decoded {fmt!r} image has layout {image.shape} {image.dtype}; "
+                               f"expected 1, 3 or 4 channels of 8 or 16 bits")
+    conversion = _COMPRESSED_TO_BGR[channels]
+    frame = image if conversion is None else cv2.cvtColor(image, conversion)
+    if frame.dtype == np.uint16:
+        frame = to_8bit(frame)
+    return frame, BGR
+
+
+# Channels of a decoded image -> the colour code to BGR (cv_bridge's mono8/bgr8/bgra8 cases).
+_COMPRESSED_TO_BGR = {1: cv2.COLOR_GRAY2BGR, 3: None, 4: cv2.COLOR_BGRA2BGR}
+
+
+def _imdecode_as_stored(fmt: str, buffer: np.ndarray) -> np.ndarray:
+    """cv2.imdecode with IMREAD_UNCHANGED: stored depth and channels, EXIF orientation ignored."""
     try:
-        frame = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     except cv2.error as error:  # some codecs raise instead of returning None
         raise ImageDecodeError(f"cannot decode {fmt!r} image: {error}") from error
-    if frame is None or frame.size == 0:
+    if image is None or image.size == 0:
         raise ImageDecodeError(f"cannot decode {fmt!r} image of {buffer.size} bytes")
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ImageDecodeError(f"decoded {fmt!r} image has layout {frame.shape} {frame.dtype}")
-    return frame, BGR
+    return image
 
 
 def image_msg_to_frame(msg: Any) -> tuple[np.ndarray, str]:

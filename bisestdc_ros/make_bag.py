@@ -14,7 +14,11 @@ images with optional train-id label PNGs. The bag holds, per frame i, stamped
   get none).
 
 All three share one header (stamp and ``--frame-id``), and the bag timestamps equal the stamps,
-as if recorded with ``ros2 bag record --use-sim-time`` from a perfect camera.
+as if recorded with ``ros2 bag record --use-sim-time`` from a perfect camera. The labels' class
+set (Cityscapes for cityscapes and synthetic, CamVid for camvid, ``--class-set`` for a folder)
+is recorded in the bag's metadata ``custom_data`` (``bisestdc.class_set``), so bag-eval can
+refuse to score a model of another class set. mcap with per-message compression is refused as
+rosbag2 refuses it.
 
 Examples::
 
@@ -39,6 +43,7 @@ from tqdm import tqdm
 
 from bisestdc_ros.bag_io import (
     CAMERA_INFO,
+    CLASS_SET_KEY,
     COMPRESSED_IMAGE,
     COMPRESSIONS,
     IMAGE,
@@ -61,6 +66,10 @@ IMAGE_FORMATS = ("raw", "jpeg", "png")
 DEFAULT_START = 1_700_000_000.0  # a fixed epoch start: the same inputs give the same bag
 
 
+# The label class set each source's train ids belong to (folder: --class-set).
+SOURCE_CLASS_SETS = {"synthetic": "cityscapes", "cityscapes": "cityscapes", "camvid": "camvid"}
+
+
 @dataclass
 class Frame:
     """One source frame: RGB image, train-id labels or None, a name for logs."""
@@ -79,15 +88,18 @@ def synthetic_frames(n: int, height: int, width: int, seed: int) -> Iterator[Fra
 
 
 def dataset_frames(kind: str, root: Path, split: str, city: str | None,
-                   label_dir: Path | None, limit: int | None) -> tuple[int, Iterator[Frame]]:
+                   label_dir: Path | None, limit: int | None, class_set: str = "cityscapes",
+                   ) -> tuple[int, Iterator[Frame]]:
     """(frame count, frames) of a dataset on disk, in name order.
 
     Raises:
         FileNotFoundError / ValueError: a missing folder, no images, no frames of ``city``.
     """
+    from bisestdc_core.classes import get_class_set  # noqa: PLC0415
     from bisestdc_core.data import build_dataset  # noqa: PLC0415
 
-    dataset = build_dataset(kind, root, split, label_dir=label_dir)
+    extra = {"class_set": get_class_set(class_set)} if kind == "folder" else {}
+    dataset = build_dataset(kind, root, split, label_dir=label_dir, **extra)
     indices = list(range(len(dataset)))
     if city is not None:
         if kind != "cityscapes":
@@ -120,10 +132,13 @@ def write_bag(frames: Iterator[Frame], total: int, args: argparse.Namespace) -> 
     image_topic = input_topic(args.image_topic, "compressed" if compressed else "raw")
     info_topic = args.camera_info_topic or camera_info_topic(args.image_topic)
     start_ns = round(args.start * NS_PER_S)
-    with BagWriter(args.out, args.storage, args.compression) as bag:
+    # A bag without labels has no class set to record.
+    custom_data = {} if args.no_labels else {CLASS_SET_KEY: label_class_set(args)}
+    with BagWriter(args.out, args.storage, args.compression, custom_data) as bag:
         bag.add_topic(image_topic, COMPRESSED_IMAGE if compressed else IMAGE)
         bag.add_topic(info_topic, CAMERA_INFO)
-        bag.add_topic(args.labels_topic, IMAGE)
+        if not args.no_labels:
+            bag.add_topic(args.labels_topic, IMAGE)
         size: tuple[int, int] | None = None
         for i, frame in enumerate(tqdm(frames, total=total, desc="frames", unit="frame")):
             if size is not None and frame.rgb.shape[:2] != size:
@@ -142,11 +157,16 @@ def write_bag(frames: Iterator[Frame], total: int, args: argparse.Namespace) -> 
                 msg = image_msg(frame.rgb, "rgb8", header)
             bag.write(image_topic, msg, stamp)
             bag.write(info_topic, camera_info_msg(size[0], size[1], header), stamp)
-            if frame.labels is not None:
+            if frame.labels is not None and not args.no_labels:
                 bag.write(args.labels_topic, labels_msg(frame.labels, header), stamp)
         if size is None:
             raise ValueError("the source gave no frames")
         return dict(bag.counts)
+
+
+def label_class_set(args: argparse.Namespace) -> str:
+    """The class set of the labels this run writes."""
+    return SOURCE_CLASS_SETS.get(args.source, args.class_set)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--city", help="cityscapes: only this city's frames")
     src.add_argument("--label-dir", type=Path,
                      help="folder: train-id label PNGs named like the images")
+    src.add_argument("--class-set", choices=("cityscapes", "camvid"), default="cityscapes",
+                     help="folder: the class set of the label PNGs (other sources know theirs)")
     src.add_argument("--frames", type=int,
                      help="number of frames (synthetic: required, default 30; others: at most)")
     src.add_argument("--height", type=int, default=512, help="synthetic frame height")
@@ -171,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--out", type=Path, required=True, help="bag folder to create")
     out.add_argument("--storage", choices=tuple(STORAGES), default="sqlite3")
     out.add_argument("--compression", choices=tuple(COMPRESSIONS), default="none",
-                     help="zstd compression of the whole file or of each message")
+                     help="zstd compression of the whole file, or of each message (sqlite3 "
+                          "only, as in rosbag2)")
     out.add_argument("--image-topic", default="/camera/image_raw")
     out.add_argument("--image-format", choices=IMAGE_FORMATS, default="raw",
                      help="raw: sensor_msgs/Image; jpeg|png: CompressedImage on "
@@ -183,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="default: camera_info beside the image topic")
     out.add_argument("--labels-topic", default="/camera/labels_gt",
                      help="mono8 train-id labels")
+    out.add_argument("--no-labels", action="store_true",
+                     help="camera topics only, like a drive recorded with ros2 bag record")
     out.add_argument("--rate", type=float, default=10.0, help="frame rate in Hz")
     out.add_argument("--start", type=float, default=DEFAULT_START,
                      help="stamp of the first frame, seconds since the epoch")
@@ -210,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.error("--root is required for --source %s", args.source)
                 return 2
             total, frames = dataset_frames(args.source, args.root, args.split, args.city,
-                                           args.label_dir, args.frames)
+                                           args.label_dir, args.frames, args.class_set)
         counts = write_bag(frames, total, args)
     except (BagError, FileNotFoundError, ValueError) as error:
         log.error("%s", error)

@@ -90,13 +90,15 @@ def check_stamps(messages: dict[str, list[tuple[int, object]]], frames: int) -> 
     ("sqlite3", "raw", "none", "bgr8"),
     ("mcap", "raw", "file", "rgb8"),
     ("sqlite3", "png", "file", "bgr8"),
-    ("mcap", "jpeg", "message", "bgr8"),
+    ("sqlite3", "jpeg", "message", "bgr8"),
+    ("mcap", "jpeg", "none", "bgr8"),
 ])
 def test_synthetic_bag_round_trip(tmp_path, storage, image_format, compression, encoding):
     bag = synthetic_bag(tmp_path / "bag", "--storage", storage, "--image-format", image_format,
                         "--compression", compression, "--encoding", encoding)
     image_topic = "/camera/image_raw" + ("" if image_format == "raw" else "/compressed")
     with BagReader(bag) as reader:
+        assert reader.class_set == "cityscapes"  # recorded for bag-eval's class-set check
         assert reader.topics == {
             image_topic: IMAGE if image_format == "raw" else COMPRESSED_IMAGE,
             "/camera/camera_info": CAMERA_INFO,
@@ -125,6 +127,16 @@ def test_synthetic_bag_round_trip(tmp_path, storage, image_format, compression, 
         assert abs(k[0, 2] - (W - 1) / 2) < 1e-9 and abs(k[1, 2] - (H - 1) / 2) < 1e-9
 
 
+def test_mcap_with_per_message_compression_is_refused(tmp_path, caplog):
+    with caplog.at_level(logging.ERROR):
+        code = make_bag.main(["--source", "synthetic", "--frames", "1", "--height", "8",
+                              "--width", "16", "--storage", "mcap", "--compression", "message",
+                              "--out", str(tmp_path / "bag")])
+    assert code == 1
+    assert "mcap storage does not take per-message compression" in caplog.text
+    assert not (tmp_path / "bag").exists()
+
+
 def test_folder_bag_with_labels_and_custom_topics(tmp_path):
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir()
@@ -133,7 +145,7 @@ def test_folder_bag_with_labels_and_custom_topics(tmp_path):
     truth = []
     for i in range(3):
         rgb = rng.integers(0, 256, (H, W, 3), np.uint8)
-        label = rng.integers(0, 19, (H, W), np.uint8)
+        label = rng.integers(0, 11, (H, W), np.uint8)
         label[:4] = IGNORE_INDEX
         cv2.imwrite(str(images / f"f{i:02d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(labels / f"f{i:02d}.png"), label)
@@ -141,8 +153,11 @@ def test_folder_bag_with_labels_and_custom_topics(tmp_path):
     code = make_bag.main(["--source", "folder", "--root", str(images), "--label-dir",
                           str(labels), "--out", str(tmp_path / "bag"), "--rate", str(RATE),
                           "--start", str(START), "--image-topic", "/front/image",
-                          "--labels-topic", "/front/gt", "--storage", "mcap"])
+                          "--labels-topic", "/front/gt", "--storage", "mcap",
+                          "--class-set", "camvid"])
     assert code == 0
+    with BagReader(tmp_path / "bag") as reader:
+        assert reader.class_set == "camvid"
     messages = read_all(tmp_path / "bag")
     assert set(messages) == {"/front/image", "/front/camera_info", "/front/gt"}
     check_stamps(messages, 3)
@@ -212,60 +227,60 @@ def no_inference(monkeypatch):
     monkeypatch.setattr(bag_eval.cli, "run_live", refuse)
 
 
-def eval_fails(caplog, bag: Path, *extra: str, weights: str = "weights.pt") -> str:
-    Path(weights).touch()
+def eval_fails(caplog, bag: Path, weights: Path, *extra: str) -> str:
     with caplog.at_level(logging.ERROR, logger="bisestdc_ros.bag_eval"):
-        code = bag_eval.main(["--bag", str(bag), "--weights", weights, "--out",
-                              str(bag.parent / "report"), *extra])
+        code = bag_eval.main(["--bag", str(bag), "--weights", str(weights), "--network-size",
+                              *NETWORK_SIZE, "--out", str(bag.parent / "report"), *extra])
     assert code == 1
     return caplog.text
 
 
 @pytest.mark.parametrize("mode", ["offline", "live"])
-def test_missing_topic_names_the_topics(tmp_path, caplog, no_inference, monkeypatch, mode):
+def test_missing_topic_names_the_topics(tmp_path, caplog, no_inference, monkeypatch, mode,
+                                        weights):
     monkeypatch.chdir(tmp_path)
     bag = synthetic_bag(tmp_path / "bag")
-    text = eval_fails(caplog, bag, "--mode", mode, "--image-topic", "/nope/image")
+    text = eval_fails(caplog, bag, weights, "--mode", mode, "--image-topic", "/nope/image")
     assert "/nope/image not in bag" in text and str(bag) in text
     assert "/camera/image_raw (Image, 3 msgs)" in text
-    text = eval_fails(caplog, bag, "--mode", mode, "--labels-topic", "/nope/labels")
+    text = eval_fails(caplog, bag, weights, "--mode", mode, "--labels-topic", "/nope/labels")
     assert "/nope/labels not in bag" in text
 
 
-def test_ambiguous_image_topic(tmp_path, caplog, no_inference, monkeypatch):
+def test_ambiguous_image_topic(tmp_path, caplog, no_inference, monkeypatch, weights):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "bag"
     with BagWriter(path) as bag:
         for topic in ("/a/image_raw", "/b/image_raw", "/camera/labels_gt"):
             bag.add_topic(topic, IMAGE)
             bag.write(topic, labels_msg(np.zeros((H, W), np.uint8), header_msg(1, "c")), 1)
-    text = eval_fails(caplog, path)
+    text = eval_fails(caplog, path, weights)
     assert "several image topics (/a/image_raw, /b/image_raw)" in text
 
 
-def test_empty_bag(tmp_path, caplog, no_inference, monkeypatch):
+def test_empty_bag(tmp_path, caplog, no_inference, monkeypatch, weights):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "bag"
     with BagWriter(path, "mcap") as bag:
         bag.add_topic("/camera/image_raw", IMAGE)
         bag.add_topic("/camera/labels_gt", IMAGE)
-    text = eval_fails(caplog, path)
+    text = eval_fails(caplog, path, weights)
     assert f"bag {path} has no messages on image topic /camera/image_raw" in text
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
-def test_corrupt_bag(tmp_path, caplog, no_inference, monkeypatch, storage):
+def test_corrupt_bag(tmp_path, caplog, no_inference, monkeypatch, storage, weights):
     monkeypatch.chdir(tmp_path)
     bag = synthetic_bag(tmp_path / "bag", "--storage", storage)
     data = next(p for p in bag.iterdir() if p.suffix in (".db3", ".mcap"))
     data.write_bytes(data.read_bytes()[:500])  # truncated, as by a full disk
-    text = eval_fails(caplog, bag)
+    text = eval_fails(caplog, bag, weights)
     assert "cannot read" in text and str(bag) in text
-    text = eval_fails(caplog, tmp_path / "no_such_bag")
+    text = eval_fails(caplog, tmp_path / "no_such_bag", weights)
     assert f"bag not found: {tmp_path / 'no_such_bag'}" in text
 
 
-def test_labels_of_another_size(tmp_path, caplog, no_inference, monkeypatch):
+def test_labels_of_another_size(tmp_path, caplog, no_inference, monkeypatch, weights):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "bag"
     with BagWriter(path) as bag:
@@ -277,7 +292,7 @@ def test_labels_of_another_size(tmp_path, caplog, no_inference, monkeypatch):
                                                      header), 1000 + i)
             bag.write("/camera/labels_gt", labels_msg(np.zeros((H // 2, W // 2), np.uint8),
                                                       header), 1000 + i)
-    text = eval_fails(caplog, path)
+    text = eval_fails(caplog, path, weights)
     assert f"labels on /camera/labels_gt are {W // 2}x{H // 2} but images on " \
            f"/camera/image_raw are {W}x{H}" in text
 
@@ -347,7 +362,8 @@ def test_node_command_for_a_compressed_bag(tmp_path, monkeypatch):
          "--network-size", "128", "256", "--node-param", "qos_depth:=5"])
     camera, replay = bag_eval.replay_topic(plan, args)
     assert (camera, replay) == ("/cam_front/image_raw", "/cam_front/image_raw/compressed")
-    command = bag_eval.node_command(plan, args, camera)
+    card = bag_eval.ModelCard(CITYSCAPES, (128, 256), None, None, "--network-size")
+    command = bag_eval.node_command(plan, args, camera, card)
     params = [command[i + 1] for i, a in enumerate(command) if a == "-p"]
     for expected in ("image_topics:=['/cam_front/image_raw']", "input_type:=compressed",
                      "qos:=reliable", "weights:=w.pt", "network_height:=128",
@@ -368,3 +384,143 @@ def test_large_frames_select_the_fastdds_profile(tmp_path, monkeypatch):
         monkeypatch.delenv(variable)
     assert bag_eval.configure_large_frames(plan) is None
     assert not any(v in os.environ for v in bag_eval.FASTDDS_PROFILE_VARIABLES)
+
+
+# --- bag_eval: drives without labels, bad frames, the model card ------------------------------
+
+
+def drive_without_labels(path: Path, frames: int = 5, bad: dict[int, str] | None = None,
+                         resize: dict[int, tuple[int, int]] | None = None) -> list[int]:
+    """A recorded drive: JPEG frames only (no labels, no class set), as a camera records it.
+
+    ``bad`` maps frame index -> "jpeg" (corrupt payload); ``resize`` frame index -> (h, w) (the
+    camera changed resolution). Returns the stamps.
+    """
+    from bisestdc_ros.bag_io import compressed_image_msg
+
+    stamps = []
+    with BagWriter(path, "mcap") as bag:
+        bag.add_topic("/cam/image_raw/compressed", COMPRESSED_IMAGE)
+        for i, (rgb, _) in enumerate(render_sequence(3, frames, H, W)):
+            stamp = round(START * NS_PER_S) + i * NS_PER_S // 5
+            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+            if resize and i in resize:
+                bgr = cv2.resize(bgr, resize[i][::-1])
+            msg = compressed_image_msg(bgr, "jpeg", header_msg(stamp, "cam"))
+            if bad and bad.get(i) == "jpeg":
+                msg.data = msg.data[:40]  # truncated in transit
+            bag.write("/cam/image_raw/compressed", msg, stamp)
+            stamps.append(stamp)
+    return stamps
+
+
+def test_offline_inspects_a_drive_without_labels(tmp_path, weights, onnx_cache):
+    bag = tmp_path / "drive"
+    stamps = drive_without_labels(bag, bad={2: "jpeg"}, resize={4: (H * 2, W * 2)})
+    out = tmp_path / "report"
+    code = bag_eval.main(["--bag", str(bag), "--weights", str(weights), "--engine",
+                          "onnxruntime", "--device", "cpu", "--network-size", *NETWORK_SIZE,
+                          "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["metrics"] is None and report["labels_topic"] is None
+    assert report["frames_in_bag"] == 5 and report["frames_processed"] == 4
+    assert report["frames_bad"] == 1
+    assert (f"bag {bag}, topic /cam/image_raw/compressed, stamp "
+            f"{bag_eval.format_stamp(stamps[2])}") in report["bad_frames"][0]
+    assert report["engine"]["network_size"] == [int(v) for v in NETWORK_SIZE]
+    shares = report["predicted_class_share"]
+    assert set(shares) == set(CITYSCAPES.names) and sum(shares.values()) == pytest.approx(1.0)
+    assert set(report["small_objects_found"]) == set(CITYSCAPES.small_objects)
+    for name in ("report.md", "overlay.mp4", "contact_sheet.png", "class_shares.png",
+                 "small_objects.png", "latency_histogram.png", "latency_timeline.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert not (out / "per_class_iou.png").exists()  # nothing to score
+    video = cv2.VideoCapture(str(out / "overlay.mp4"))
+    assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 4  # every decodable frame, resized ones too
+    assert (video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (W, H)
+    video.release()
+    markdown = (out / "report.md").read_text()
+    assert "no labels (inspected, not scored)" in markdown and "## Frames skipped" in markdown
+
+
+def test_malformed_raw_frame_mid_bag_is_skipped(tmp_path, weights, onnx_cache):
+    path = tmp_path / "bag"
+    with BagWriter(path) as bag:
+        bag.add_topic("/camera/image_raw", IMAGE)
+        bag.add_topic("/camera/labels_gt", IMAGE)
+        for i, (rgb, truth) in enumerate(render_sequence(0, 3, H, W)):
+            header = header_msg(1000 + i, "camera")
+            msg = image_msg(rgb, "rgb8", header)
+            if i == 1:
+                msg.data = msg.data[: W * 3 * 2]  # two rows of a frame: a broken driver
+            bag.write("/camera/image_raw", msg, 1000 + i)
+            bag.write("/camera/labels_gt", labels_msg(truth, header), 1000 + i)
+    out = tmp_path / "report"
+    assert bag_eval.main(["--bag", str(path), "--weights", str(weights), "--engine",
+                          "onnxruntime", "--device", "cpu", "--network-size", *NETWORK_SIZE,
+                          "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames_processed"] == report["frames_scored"] == 2
+    assert report["frames_bad"] == 1
+    assert "stamp 0.000001001: data has" in report["bad_frames"][0]
+
+
+def test_out_of_range_labels_are_refused_up_front(tmp_path, caplog, no_inference, weights):
+    path = tmp_path / "bag"
+    with BagWriter(path) as bag:
+        bag.add_topic("/camera/image_raw", IMAGE)
+        bag.add_topic("/camera/labels_gt", IMAGE)
+        for i in range(2):
+            header = header_msg(2000 + i, "camera")
+            labels = np.zeros((H, W), np.uint8)
+            labels[0, 0] = 30 if i == 1 else 0  # no Cityscapes train id
+            bag.write("/camera/image_raw", image_msg(np.zeros((H, W, 3), np.uint8), "bgr8",
+                                                     header), 2000 + i)
+            bag.write("/camera/labels_gt", labels_msg(labels, header), 2000 + i)
+    text = eval_fails(caplog, path, weights)
+    assert "unknown class id(s) [30]" in text
+    assert "topic /camera/labels_gt, stamp 0.000002001" in text
+
+
+def test_bag_of_another_class_set_is_refused(tmp_path, caplog, no_inference, weights):
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.zeros((H, W, 3), np.uint8))
+    cv2.imwrite(str(labels / "a.png"), np.zeros((H, W), np.uint8))
+    assert make_bag.main(["--source", "folder", "--root", str(images), "--label-dir",
+                          str(labels), "--class-set", "camvid", "--out",
+                          str(tmp_path / "bag")]) == 0
+    text = eval_fails(caplog, tmp_path / "bag", weights)
+    assert "labelled with class set 'camvid' but the model predicts 'cityscapes'" in text
+
+
+def test_checkpoint_without_network_size_needs_it_explicitly(tmp_path, caplog, no_inference,
+                                                             weights):
+    bag = synthetic_bag(tmp_path / "bag")
+    with caplog.at_level(logging.ERROR, logger="bisestdc_ros.bag_eval"):
+        code = bag_eval.main(["--bag", str(bag), "--weights", str(weights), "--out",
+                              str(tmp_path / "report")])
+    assert code == 1
+    assert "has no network size in its checkpoint card" in caplog.text
+    assert "--network-size H W" in caplog.text
+
+
+def test_model_card_gives_size_and_class_set(tmp_path):
+    from bisestdc_ros.demo import DEMO_WEIGHTS
+
+    args = bag_eval.build_parser().parse_args(["--bag", "b", "--weights", str(DEMO_WEIGHTS)])
+    card = bag_eval.read_model_card(args)
+    assert card.network_size == (256, 512) and card.class_set.name == "cityscapes"
+    assert card.mean == pytest.approx((0.485, 0.456, 0.406))
+    assert "checkpoint card" in card.source
+
+
+def test_replay_offsets_cap_gaps():
+    second = NS_PER_S
+    times = [0, second // 10, second // 5, 3600 * second, 3600 * second + second // 10]
+    offsets = bag_eval.replay_offsets(times, rate_factor=1.0, max_gap=0.5)
+    assert offsets == pytest.approx([0.0, 0.1, 0.2, 0.7, 0.8])  # the hour became 0.5 s
+    assert bag_eval.replay_offsets(times[:3], 2.0, 0.5) == pytest.approx([0.0, 0.05, 0.1])
+    assert bag_eval.replay_offsets([5, 3, 4], 1.0, 1.0) == [0.0, 0.0, 1e-9]

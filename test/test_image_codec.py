@@ -131,7 +131,7 @@ def test_compressed_jpeg_and_png():
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (("bgr16", 2, 2, 12, False, bytes(24)), "unsupported encoding"),
+        (("32FC1", 2, 2, 8, False, bytes(16)), "unsupported encoding"),
         (("bgr8", 0, 2, 6, False, b""), "empty image"),
         (("bgr8", 2, 0, 0, False, b""), "empty image"),
         (("bgr8", 2, 2, 5, False, bytes(10)), "step 5 <"),
@@ -191,7 +191,7 @@ def test_encoders_reject_wrong_shapes():
         labels_to_png_compressed(np.zeros((2, 2), np.uint16))
 
 
-ENCODINGS = st.sampled_from([*SUPPORTED_ENCODINGS, "bgr16", "32FC1", "", "jpeg", "8UC3"])
+ENCODINGS = st.sampled_from([*SUPPORTED_ENCODINGS, "bgr32", "32FC1", "", "jpeg", "8UC3"])
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -208,7 +208,8 @@ def test_random_raw_messages_decode_or_raise_decode_error(
     encoding, height, width, step_extra, data_extra, big_endian, seed
 ):
     bytes_per_pixel = {"rgba8": 4, "bgra8": 4, "rgb8": 3, "bgr8": 3, "mono16": 2, "yuv422": 2,
-                       "yuv422_yuy2": 2}.get(encoding, 1)
+                       "yuv422_yuy2": 2, "rgb16": 6, "bgr16": 6, "rgba16": 8, "bgra16": 8,
+                       }.get(encoding, 2 if encoding.endswith("16") else 1)
     step = max(width, 0) * bytes_per_pixel + step_extra
     size = max(max(step, 0) * max(height, 0) + data_extra, 0)
     data = np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
@@ -236,3 +237,110 @@ def test_random_bytes_as_compressed_decode_or_raise_decode_error(data, prefix):
     except ImageDecodeError:
         return
     assert order == "bgr" and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+
+
+# --- 16-bit encodings, EXIF orientation and 16-bit PNGs as cv_bridge converts them ------------
+
+# 16-bit values whose cv_bridge result (round(v * 255 / 65535)) differs from the high byte
+# (v >> 8) that a truncating conversion gives: 200 -> 1 (not 0), 65400 -> 254 (not 255) ...
+VALUES_16 = np.array([0, 200, 383, 386, 32768, 65400, 65535], np.uint16)
+EXPECTED_8 = np.array([0, 1, 1, 2, 128, 254, 255], np.uint8)
+
+
+def test_expected_pixels_are_rounded_not_truncated():
+    # Guards the fixture itself: the expectations are cv_bridge's rounding, not v >> 8.
+    np.testing.assert_array_equal(EXPECTED_8, np.round(VALUES_16 / 257.0).astype(np.uint8))
+    assert (EXPECTED_8 != (VALUES_16 >> 8)).any()
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+@pytest.mark.parametrize(("encoding", "channels", "alpha", "bgr_index"), [
+    ("rgb16", 3, False, (2, 1, 0)), ("bgr16", 3, False, (0, 1, 2)),
+    ("rgba16", 4, True, (2, 1, 0)), ("bgra16", 4, True, (0, 1, 2)),
+])
+def test_16bit_colour_encodings_scale_with_rounding(encoding, channels, alpha, bgr_index,
+                                                    big_endian):
+    n = VALUES_16.size
+    # Channel c of pixel i holds VALUES_16[(i + c) % n]: every channel sees every value.
+    pixels = np.stack([np.roll(VALUES_16, -c) for c in range(channels)], axis=1)
+    if alpha:
+        pixels[:, 3] = 12345  # must be dropped, never blended
+    image = pixels.reshape(1, n, channels)
+    data = image.astype(">u2" if big_endian else "<u2").tobytes()
+    frame, order = decode_raw(encoding, 1, n, n * channels * 2, big_endian, data)
+    bgr = to_bgr(frame, order)
+    expected = np.stack([np.roll(EXPECTED_8, -c) for c in bgr_index], axis=1)
+    np.testing.assert_array_equal(bgr[0], expected)
+
+
+@pytest.mark.parametrize(("encoding", "pattern"), [
+    ("bayer_rggb16", "RGGB"), ("bayer_bggr16", "BGGR"), ("bayer_gbrg16", "GBRG"),
+    ("bayer_grbg16", "GRBG"),
+])
+def test_bayer16_demosaics_then_scales(encoding, pattern):
+    # A flat colour of B=200, G=32768, R=65400 (16 bit) must come back as the rounded 8-bit
+    # colour (1, 128, 254) in the interior: truncation would give (0, 128, 255), a wrong
+    # OpenCV code would swap R and B.
+    value = {"B": 200, "G": 32768, "R": 65400}
+    tile = np.array([[value[pattern[0]], value[pattern[1]]],
+                     [value[pattern[2]], value[pattern[3]]]], np.uint16)
+    mosaic = np.tile(tile, (8, 8))
+    frame, order = decode_raw(encoding, 16, 16, 32, False, mosaic.astype("<u2").tobytes())
+    assert order == "bgr" and frame.dtype == np.uint8
+    np.testing.assert_array_equal(frame[4:12, 4:12].reshape(-1, 3),
+                                  np.tile([1, 128, 254], (64, 1)))
+
+
+def test_bayer16_rounds_after_interpolating_at_16_bits():
+    # Demosaicing averages neighbours; cv_bridge averages the 16-bit values and rounds once.
+    mosaic = np.random.default_rng(3).integers(0, 65536, (8, 10), dtype=np.uint16)
+    frame, _ = decode_raw("bayer_rggb16", 8, 10, 20, False, mosaic.astype("<u2").tobytes())
+    demosaiced16 = cv2.cvtColor(mosaic, cv2.COLOR_BayerBG2BGR).astype(np.float64)
+    np.testing.assert_array_equal(frame, np.round(demosaiced16 / 257.0).astype(np.uint8))
+
+
+def jpeg_with_exif_orientation(bgr: np.ndarray, orientation: int) -> bytes:
+    """A JPEG whose APP1 EXIF block says ``orientation`` (6 = rotate 90 degrees to display)."""
+    ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    assert ok
+    # Little-endian TIFF header, one IFD with one SHORT entry: 0x0112 Orientation.
+    tiff = (b"II*\x00" + (8).to_bytes(4, "little") + (1).to_bytes(2, "little")
+            + (0x0112).to_bytes(2, "little") + (3).to_bytes(2, "little")
+            + (1).to_bytes(4, "little") + orientation.to_bytes(2, "little") + b"\x00\x00"
+            + (0).to_bytes(4, "little"))
+    payload = b"Exif\x00\x00" + tiff
+    app1 = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    data = jpeg.tobytes()
+    return data[:2] + app1 + data[2:]
+
+
+def test_jpeg_exif_orientation_is_ignored():
+    bgr = np.zeros((16, 32, 3), np.uint8)
+    bgr[:, :16] = (0, 0, 255)  # left half red, right half black
+    data = jpeg_with_exif_orientation(bgr, 6)
+    # OpenCV's default decode would rotate it (the tag is really there) ...
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == (32, 16, 3)
+    # ... image_transport does not: the frame is the stored 32 x 16 with red on the left.
+    frame, _ = decode_compressed("bgr8; jpeg compressed bgr8", data)
+    assert frame.shape == (16, 32, 3)
+    assert frame[:, :12, 2].min() > 200 and frame[:, 20:, 2].max() < 50
+
+
+def test_16bit_png_scales_with_rounding():
+    bgr16 = np.stack([np.roll(VALUES_16, -c) for c in range(3)], axis=1).reshape(1, -1, 3)
+    ok, png = cv2.imencode(".png", bgr16)
+    assert ok
+    frame, order = decode_compressed("bgr16; png compressed bgr16", png.tobytes())
+    assert order == "bgr"
+    np.testing.assert_array_equal(frame[0], np.stack([np.roll(EXPECTED_8, -c) for c in range(3)],
+                                                     axis=1))
+    ok, png = cv2.imencode(".png", VALUES_16.reshape(1, -1))  # mono16 PNG
+    frame, _ = decode_compressed("mono16; png compressed mono16", png.tobytes())
+    np.testing.assert_array_equal(frame[0], np.repeat(EXPECTED_8[:, None], 3, axis=1))
+
+
+def test_png_with_alpha_drops_it():
+    bgra = np.concatenate([bgr_frame(4, 4), np.full((4, 4, 1), 3, np.uint8)], axis=2)
+    ok, png = cv2.imencode(".png", bgra)
+    frame, _ = decode_compressed("bgra8; png compressed bgra8", png.tobytes())
+    np.testing.assert_array_equal(frame, bgra[..., :3])

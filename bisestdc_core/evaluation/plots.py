@@ -52,26 +52,54 @@ def plot_confusion_matrix(matrix: np.ndarray, names: Sequence[str], path: str | 
     return save_figure(fig, path)
 
 
+NA_BAR_HEIGHT = 100.0  # n/a classes: a full-height hatched outline, never a 0 % bar
+
+
 def plot_per_class_iou(ious: Sequence[float | None], names: Sequence[str], path: str | Path,
                        small_objects: Sequence[str] = (), title: str = "") -> Path:
-    """Bar chart of per-class IoU (None/NaN classes shown empty); small objects highlighted.
+    """Bar chart of per-class IoU in %, small objects in a second colour, n/a classes hatched.
+
+    A class with no pixels in either the ground truth or the prediction has no IoU (None or
+    NaN); it is drawn as an empty hatched outline labelled "n/a", so it cannot be mistaken
+    for a class scored 0 %. The legend names the three kinds of bar.
 
     Args:
-        ious: C IoUs in [0, 1] (None or NaN for classes not present).
+        ious: C IoUs in [0, 1] (None or NaN for classes without pixels).
         names: C class names.
         path: output PNG.
         small_objects: names drawn in a second colour.
-        title: figure title (e.g. the mIoU).
+        title: figure title (e.g. the mIoU in %).
     """
-    values = np.array([np.nan if v is None else v for v in ious], np.float64)
+    from matplotlib.patches import Patch  # noqa: PLC0415
+
+    values = np.array([np.nan if v is None else v for v in ious], np.float64) * 100.0
+    missing = np.isnan(values)
+    positions = np.arange(len(names))
     colors = ["tab:orange" if n in small_objects else "tab:blue" for n in names]
-    fig = Figure(figsize=(max(5.0, 0.45 * len(names) + 2), 4))
+    fig = Figure(figsize=(max(5.0, 0.45 * len(names) + 2), 4.2))
     ax = fig.add_subplot(1, 1, 1)
-    ax.bar(range(len(names)), np.nan_to_num(values, nan=0.0), color=colors)
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("IoU")
+    bars = ax.bar(positions[~missing], values[~missing],
+                  color=[c for c, m in zip(colors, missing) if not m])
+    ax.bar_label(bars, fmt="%.0f", fontsize=6, padding=1)
+    ax.bar(positions[missing], np.full(int(missing.sum()), NA_BAR_HEIGHT), fill=False,
+           hatch="//", edgecolor="0.6", linewidth=0.5)
+    for x in positions[missing]:
+        ax.text(x, NA_BAR_HEIGHT / 2, "n/a", ha="center", va="center", fontsize=8,
+                color="0.25", bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+    ax.set_xticks(positions, names, rotation=60, ha="right", fontsize=8)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylim(0, 125)  # the band above 100 % holds the legend, clear of the bars
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_ylabel("IoU (%)")
     ax.grid(axis="y", alpha=0.3)
+    handles = [Patch(color="tab:blue", label="class")]
+    if small_objects:
+        handles.append(Patch(color="tab:orange", label="small object"))
+    if missing.any():
+        handles.append(Patch(fill=False, hatch="//", edgecolor="0.6",
+                             label="n/a (no pixels in truth or prediction)"))
+    ax.legend(handles=handles, fontsize=7, loc="upper center", ncol=len(handles),
+              framealpha=0.9)
     if title:
         ax.set_title(title)
     fig.tight_layout()

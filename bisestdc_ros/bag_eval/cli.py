@@ -1,22 +1,27 @@
 """The ``bisestdc-bag-eval`` command line: options, their checks, and the run itself.
 
 :func:`build_parser` defines the options, :func:`check_args` refuses combinations that cannot
-work, :func:`evaluate` checks the bag, runs the chosen mode and writes the report, and
-:func:`main` is the console-script entry point (exit code 1, with the reason logged, for bag
-and evaluation errors).
+work, :func:`evaluate` reads the model card, checks the bag, runs the chosen mode and writes
+the report, and :func:`main` is the console-script entry point (exit code 1, with the reason
+logged, for bag and evaluation errors; 130 when stopped by SIGINT or SIGTERM, after stopping
+the node it started).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 from bisestdc_ros.bag_eval.errors import EvalError
-from bisestdc_ros.bag_eval.live import run_live
+from bisestdc_ros.bag_eval.live import REPLAY_MODES, run_live
+from bisestdc_ros.bag_eval.model_card import check_bag_class_set, read_model_card
 from bisestdc_ros.bag_eval.offline import run_offline
-from bisestdc_ros.bag_eval.plan import inspect_bag
+from bisestdc_ros.bag_eval.plan import DEFAULT_LABELS_TOPIC, inspect_bag
 from bisestdc_ros.bag_eval.report import format_percent, write_report
 from bisestdc_ros.bag_io import BagError
 
@@ -28,8 +33,9 @@ MODES = ("offline", "live")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bisestdc-bag-eval",
-        description="Score segmentation on a rosbag2 with ground-truth labels, offline or "
-                    "through a live segment_node.",
+        description="Segment a rosbag2 offline or through a live segment_node: overlay "
+                    "video, class shares, small objects, latency and drops for any recorded "
+                    "drive, and IoU where the bag has ground-truth labels.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--bag", type=Path, required=True, help="rosbag2 folder")
     parser.add_argument("--mode", choices=MODES, default="offline")
@@ -37,8 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report folder")
     parser.add_argument("--image-topic",
                         help="Image or CompressedImage topic; default: the bag's only one")
-    parser.add_argument("--labels-topic", default="/camera/labels_gt",
-                        help="ground truth: mono8 train ids (or PNG CompressedImage)")
+    parser.add_argument("--labels-topic",
+                        help=f"ground truth: mono8 train ids (or PNG CompressedImage); "
+                             f"default: {DEFAULT_LABELS_TOPIC} when the bag has it, else the "
+                             f"bag is inspected without scores")
+    parser.add_argument("--no-labels", action="store_true",
+                        help="inspect only: ignore the bag's labels")
     model = parser.add_argument_group("model (both modes)")
     model.add_argument("--weights", help="project checkpoint (.pt)")
     model.add_argument("--onnx", help="exported ONNX model")
@@ -47,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     model.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
     model.add_argument("--network-size", type=int, nargs=2, metavar=("H", "W"),
-                       help="network input size; default: the model's")
+                       help="network input size; default: the model card's (required for a "
+                            "checkpoint without one)")
     model.add_argument("--model-name", default="bisestdc",
                        help="architecture of seed checkpoints (project ones name their own)")
     model.add_argument("--num-classes", type=int, default=19)
@@ -61,8 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="extra segment_node parameter (repeatable)")
     live.add_argument("--replay-topic",
                       help="camera topic the node listens to; default: the bag's image topic")
+    live.add_argument("--replay", choices=REPLAY_MODES, default="realtime",
+                      help="realtime: at the recorded rate, drops as on the vehicle; "
+                           "closed-loop: each frame after the previous answer (scores "
+                           "independent of machine load); both: closed loop for the scores, "
+                           "then real time for latency and drops")
     live.add_argument("--rate-factor", type=float, default=1.0,
                       help="replay speed relative to the recorded rate")
+    live.add_argument("--max-gap", type=float, default=1.0,
+                      help="seconds: longer gaps in the recording are replayed this long")
+    live.add_argument("--frame-timeout", type=float, default=60.0,
+                      help="closed loop: seconds to wait for one frame's answer")
     live.add_argument("--reliable", action="store_true",
                       help="reliable replay QoS (default: sensor-data best effort)")
     live.add_argument("--startup-timeout", type=float, default=180.0,
@@ -75,8 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
     """Raise EvalError for argument combinations that cannot work."""
-    if args.rate_factor <= 0:
-        raise EvalError(f"--rate-factor must be > 0, got {args.rate_factor}")
+    for name in ("rate_factor", "max_gap", "frame_timeout"):
+        if getattr(args, name) <= 0:
+            raise EvalError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    if args.no_labels and args.labels_topic:
+        raise EvalError("--no-labels and --labels-topic contradict each other")
+    if args.mode == "live" and not args.start_node and not args.network_size:
+        # The running node's size cannot be asked; the card's is only a guess for it.
+        log.info("--no-start-node: the report shows the card's network size as a guess")
     if args.mode == "live" and args.start_node and not (args.weights or args.onnx):
         raise EvalError("live mode starting the node needs --weights or --onnx")
     if args.mode == "offline" and not (args.weights or args.onnx):
@@ -88,34 +114,68 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    """Check the bag, run the mode, write the report; returns the report dict."""
+    """Read the card, check the bag, run the mode, write the report; returns the report."""
     check_args(args)
-    plan = inspect_bag(args.bag, args.image_topic, args.labels_topic)
-    log.info("bag %s: %d frames on %s (%dx%d, %.2f Hz), %d with labels on %s", plan.path,
-             plan.frames, plan.image_topic, plan.width, plan.height, plan.rate_hz,
-             len(plan.label_stamps), plan.labels_topic)
+    card = read_model_card(args)
+    log.info("model: classes %s, network %dx%d (%s)", card.class_set.name,
+             card.network_size[1], card.network_size[0], card.source)
+    plan = inspect_bag(args.bag, args.image_topic, args.labels_topic, card.class_set,
+                       use_labels=not args.no_labels)
+    if plan.has_labels:
+        check_bag_class_set(card, plan.class_set, plan.path)
+    log.info("bag %s: %d frames on %s (%dx%d, %.2f Hz), %s", plan.path, plan.frames,
+             plan.image_topic, plan.width, plan.height, plan.rate_hz,
+             f"{len(plan.label_stamps)} with labels on {plan.labels_topic}" if plan.has_labels
+             else "no labels: inspecting")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.mode == "offline":
-        result, class_set = run_offline(plan, args)
+        result = run_offline(plan, args, card)
     else:
-        result, class_set = run_live(plan, args, args.out)
-    return write_report(plan, result, class_set, args.mode, args.out)
+        result = run_live(plan, args, args.out, card)
+    return write_report(plan, result, card.class_set, args.mode, args.out)
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    """SIGTERM as SIGINT: unwind, stopping the node this tool started on the way."""
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def summary_line(report: dict[str, Any], out: Path) -> str:
+    """The one line printed at the end of a run."""
+    metrics = report["metrics"]
+    scores = (f"mIoU {format_percent(metrics['miou'])} % over {report['frames_scored']} "
+              f"scored frames" if metrics else "no labels (inspected)")
+    passes = report["details"].get("replay") == "both"
+    return (f"{report['mode']}: {scores} ({report['frames_processed']}/"
+            f"{report['frames_in_bag']} processed, {report['frames_dropped']} dropped"
+            f"{' in the real-time pass' if passes else ''}, {report['frames_bad']} bad), "
+            f"{report['throughput_fps']:.2f} frames/s; report in {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         report = evaluate(args)
     except (BagError, EvalError) as error:
         log.error("%s", error)
         return 1
-    metrics = report["metrics"]
-    print(f"{report['mode']}: mIoU {format_percent(metrics['miou'])}% over "
-          f"{report['frames_scored']} scored frames ({report['frames_processed']}/"
-          f"{report['frames_in_bag']} processed, "
-          f"{report['frames_dropped']} dropped), {report['throughput_fps']:.2f} frames/s; "
-          f"report in {args.out}")
+    except KeyboardInterrupt as interrupt:
+        log.error("interrupted (%s): stopped before the report", str(interrupt) or "SIGINT")
+        if argv is None:
+            # Run as a command: the node is stopped and the files are closed, so the
+            # interpreter's teardown (about 2 s once torch is imported) is skipped and a
+            # signal ends the tool within 2 s. Called with arguments (tests, the demo), it
+            # returns like any function.
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(summary_line(report, args.out))
     return 0
 

@@ -1,8 +1,8 @@
 """Live mode's segment_node subprocess: its command line, environment, start and stop.
 
-Builds the ``python -m bisestdc_ros.segment_node --ros-args ...`` command for a bag and model,
-works out the topic the frames are replayed on, reads the model's class set without loading
-it, selects the Fast DDS large-images profile when frames are too big for the default
+Builds the ``python -m bisestdc_ros.segment_node --ros-args ...`` command for a bag and model
+(network size and class count from the model card), works out the topic the frames are
+replayed on, selects the Fast DDS large-images profile when frames are too big for the default
 transports, and starts and stops the node in its own process group.
 """
 
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bisestdc_core.classes import ClassSet
+from bisestdc_ros.bag_eval.model_card import ModelCard
 from bisestdc_ros.bag_eval.plan import BagPlan
 from bisestdc_ros.bag_io import COMPRESSED_IMAGE
 
@@ -27,29 +27,6 @@ log = logging.getLogger(__package__)  # one logger for the tool: "bisestdc_ros.b
 LARGE_FRAME_BYTES = 512 * 1024
 FASTDDS_PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-
-
-def model_class_set(args: argparse.Namespace) -> ClassSet:
-    """The class set of the node's model, read from the ONNX sidecar or the checkpoint.
-
-    The node does not publish it, and building a Segmenter here only to ask would double the
-    start-up time.
-    """
-    from bisestdc_core.export import read_sidecar  # noqa: PLC0415
-    from bisestdc_core.inference.loading import resolve_class_set  # noqa: PLC0415
-
-    stored, num_classes = None, args.num_classes
-    if args.onnx:
-        meta = read_sidecar(args.onnx) or {}
-        stored, num_classes = meta.get("class_set"), int(meta.get("num_classes", num_classes))
-    elif args.weights:
-        from bisestdc_core.models.checkpoint import read_file  # noqa: PLC0415
-
-        obj = read_file(args.weights)
-        if isinstance(obj, dict):
-            stored = obj.get("class_set")
-            num_classes = int(obj.get("num_classes", num_classes))
-    return resolve_class_set(args.class_set, stored, num_classes)
 
 
 def replay_topic(plan: BagPlan, args: argparse.Namespace) -> tuple[str, str]:
@@ -67,8 +44,13 @@ def replay_topic(plan: BagPlan, args: argparse.Namespace) -> tuple[str, str]:
     return base, input_topic(base, input_type)
 
 
-def node_command(plan: BagPlan, args: argparse.Namespace, camera_topic: str) -> list[str]:
-    """``python -m bisestdc_ros.segment_node --ros-args ...`` for this bag and model."""
+def node_command(plan: BagPlan, args: argparse.Namespace, camera_topic: str,
+                 card: ModelCard) -> list[str]:
+    """``python -m bisestdc_ros.segment_node --ros-args ...`` for this bag and model.
+
+    The network size is always passed: the card's (or ``--network-size``), never the node's
+    default.
+    """
     params = [f"image_topics:=['{camera_topic}']",
               f"input_type:={'compressed' if plan.image_type == COMPRESSED_IMAGE else 'raw'}",
               f"qos:={'reliable' if args.reliable else 'sensor_data'}",
@@ -80,10 +62,9 @@ def node_command(plan: BagPlan, args: argparse.Namespace, camera_topic: str) -> 
         if value:
             params.append(f"{name}:={value}")
     params += [f"engine:={args.engine}", f"device:={args.device}",
-               f"precision:={args.precision}", f"num_classes:={args.num_classes}"]
-    if args.network_size:
-        params += [f"network_height:={args.network_size[0]}",
-                   f"network_width:={args.network_size[1]}"]
+               f"precision:={args.precision}", f"num_classes:={card.class_set.num_classes}",
+               f"network_height:={card.network_size[0]}",
+               f"network_width:={card.network_size[1]}"]
     ros_args = ["--params-file", str(args.params_file)] if args.params_file else []
     for param in params + list(args.node_param or []):
         ros_args += ["-p", param]
@@ -156,7 +137,7 @@ def start_node(command: list[str], log_path: Path,
 
 
 def stop_node(process: subprocess.Popen, timeout: float = 20.0) -> int:
-    """SIGINT (the node shuts down cleanly), SIGKILL to its group if that does not work."""
+    """SIGINT (the node shuts down cleanly), SIGKILL to its group after ``timeout`` s."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:
