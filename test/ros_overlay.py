@@ -53,3 +53,18 @@ def require_ros_tools(modules: tuple[str, ...] = (), commands: tuple[str, ...] =
     if os.environ.get(REQUIRE_VARIABLE) == "1":
         pytest.fail(f"{REQUIRE_VARIABLE}=1 but the test {reason}")
     pytest.skip(reason)
+
+
+def require_installed_package(package: str = "bisestdc_ros") -> None:
+    """Skip (or fail, see above) unless ``package`` is in an ament prefix (`ros2 run` finds it).
+
+    `colcon test` provides it; by hand: colcon build and source install/setup.bash.
+    """
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        get_package_share_directory(package)
+    except (ImportError, LookupError, KeyError, OSError):
+        # PackageNotFoundError is a KeyError; an unset AMENT_PREFIX_PATH raises an EnvironmentError.
+        require_ros_tools(modules=(f"{package} installed in an ament prefix (colcon build; "
+                                   "source install/setup.bash)",))

@@ -19,7 +19,7 @@ import yaml
 from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import Log
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from ros_overlay import require_ros_tools
+from ros_overlay import require_installed_package, require_ros_tools
 from segment_harness import (
     CONFIG,
     TIMEOUT,
@@ -53,13 +53,7 @@ def ros_cli(ros_env):
     """The test's ROS environment, once `ros2`, launch_ros, vision_msgs and the package exist."""
     require_ros_tools(modules=("launch", "launch_ros", "ros2cli", "vision_msgs"),
                       commands=("ros2",))
-    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-    try:
-        get_package_share_directory("bisestdc_ros")
-    except (PackageNotFoundError, KeyError, OSError):
-        require_ros_tools(modules=("bisestdc_ros installed in an ament prefix (colcon build; "
-                                   "source install/setup.bash)",))
+    require_installed_package()
     env = dict(ros_env)
     env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
     env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
