@@ -58,4 +58,8 @@ def forward_python_logging(ros_logger: Any, level: int = logging.INFO) -> RosLog
 
 
 def stop_forwarding(handler: RosLogHandler) -> None:
-    logging.getLogger().removeHandler(handler)
+    """Undo `forward_python_logging` (warnings stay captured while another node forwards)."""
+    root = logging.getLogger()
+    root.removeHandler(handler)
+    if not any(isinstance(h, RosLogHandler) for h in root.handlers):
+        logging.captureWarnings(False)
