@@ -162,6 +162,15 @@ class SegmentNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)
         # From here on, library log records (engine choice, random-weights warning) go to /rosout.
         self._log_forwarding = forward_python_logging(self.get_logger())
+        try:
+            self._set_up(segmenter, start_worker)
+        except BaseException:  # a node that failed to start must not keep the forwarding
+            stop_forwarding(self._log_forwarding)
+            raise
+        self.get_logger().info(self.startup_summary())
+
+    def _set_up(self, segmenter: Any, start_worker: bool) -> None:
+        """Parameters, engine, cameras, timers and worker (see __init__)."""
         for spec in PARAMETERS:
             if spec.name != SMALL_OBJECT_CLASSES:
                 self._declare(spec.name, spec.default, spec.description, spec.read_only)
@@ -216,7 +225,6 @@ class SegmentNode(Node):
         self._worker = threading.Thread(target=self._work, name="segment_worker", daemon=True)
         if start_worker:
             self._worker.start()
-        self.get_logger().info(self.startup_summary())
 
     # --- set-up ---------------------------------------------------------------------------
 
