@@ -6,6 +6,9 @@ VENV := .venv
 STAMP := $(VENV)/.requirements.sha256
 REQ_FILES := requirements/base.txt requirements/test.txt
 REQ_HASH := $(shell cat $(REQ_FILES) 2>/dev/null | sha256sum | cut -d' ' -f1)
+# The package itself is installed (editable) into .venv so its tools are on PATH there.
+PKG_STAMP := $(VENV)/.package.sha256
+PKG_HASH := $(shell cat setup.py setup.cfg 2>/dev/null | sha256sum | cut -d' ' -f1)
 
 .PHONY: venv test lint pytest colcon demo clean-venv
 
@@ -21,6 +24,12 @@ venv:
 	  && echo "$(REQ_HASH)" > $(STAMP) \
 	  || { echo "[venv] install failed: run 'rm -rf $(VENV)' and retry, or check network access to PyPI"; exit 1; }; \
 	else echo "[venv] $(VENV) is up to date"; fi
+	@if [ "$$(cat $(PKG_STAMP) 2>/dev/null)" != "$(PKG_HASH)" ] || [ ! -x $(VENV)/bin/segment_node ]; then \
+	  echo "[venv] installing bisestdc_ros into $(VENV) (segment_node, bisestdc-* on its PATH)"; \
+	  $(VENV)/bin/pip install --no-deps --no-build-isolation -e . > $(VENV)/.package-install.log 2>&1 \
+	  && test -x $(VENV)/bin/segment_node && echo "$(PKG_HASH)" > $(PKG_STAMP) \
+	  || { cat $(VENV)/.package-install.log; echo "[venv] installing the package failed"; exit 1; }; \
+	fi
 
 lint: venv
 	$(VENV)/bin/ruff check .

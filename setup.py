@@ -17,6 +17,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
+    python_requires=">=3.10",
     install_requires=["setuptools"],
     zip_safe=False,
     maintainer="bisestdc maintainers",

@@ -50,9 +50,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("model_name", "bisestdc", "network architecture name (build_model registry)",
                   True),
     ParameterSpec("num_classes", 19, f"classes the network predicts, 1..{MAX_CLASSES - 1}", True),
-    ParameterSpec("image_topics", ["/camera/image_raw"],
+    # Relative, so a node namespace or a remapping moves inputs and outputs together.
+    ParameterSpec("image_topics", ["camera/image_raw"],
                   "input image topics, one per camera; all share one engine. Outputs go to "
-                  "<topic namespace>/segmentation/...", True),
+                  "<topic namespace>/segmentation/... (relative names resolve in the node's "
+                  "namespace)", True),
     ParameterSpec("input_type", "raw",
                   "raw: sensor_msgs/Image on each topic; compressed: sensor_msgs/CompressedImage "
                   "on <topic>/compressed (image_transport naming)", True),
@@ -88,6 +90,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
 
 DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMETERS}
 DYNAMIC: frozenset[str] = frozenset(p.name for p in PARAMETERS if not p.read_only)
+# Parameters that take any number: `ros2 param set ... overlay_opacity 1` sends an integer.
+FLOAT_PARAMETERS: frozenset[str] = frozenset(
+    p.name for p in PARAMETERS if isinstance(p.default, float)
+)
 
 
 @dataclass(frozen=True)
@@ -261,3 +267,13 @@ def validate(
         diagnostics_period=float(v["diagnostics_period"]),
     )
     return SegmentConfig(**kwargs)
+
+
+def parameters_help() -> str:
+    """One line per parameter (default, whether it can change at runtime), for ``--help``."""
+    lines = []
+    for spec in PARAMETERS:
+        default = "the class set's own list" if spec.default is None else repr(spec.default)
+        when = "read-only" if spec.read_only else "settable at runtime"
+        lines.append(f"  {spec.name} (default: {default}; {when})\n      {spec.description}")
+    return "\n".join(lines)

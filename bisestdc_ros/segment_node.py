@@ -19,11 +19,18 @@ Topics, per input topic ``<ns>/<image>`` (see `segment_config.output_topics`):
     <ns>/segmentation/small_objects      vision_msgs/Detection2DArray (only where vision_msgs
                                          imports)
 and /diagnostics (DiagnosticArray) every diagnostics_period seconds. All outputs carry the input
-header (stamp and frame_id) unchanged.
+header (stamp and frame_id) unchanged. Input QoS can be overridden with rclpy's standard
+``qos_overrides.<input topic>.subscription.<policy>`` parameters.
+
+Shutdown: SIGINT and SIGTERM only set a flag; the main loop then stops the worker, destroys the
+node and shuts rclpy down, in that order, so no publish meets an invalid context and a second
+signal (``ros2 launch`` forwards Ctrl-C as one) cannot interrupt the clean-up.
 """
 
 from __future__ import annotations
 
+import argparse
+import signal
 import sys
 import threading
 import time
@@ -36,7 +43,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -46,6 +53,9 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.signals import SignalHandlerOptions
+from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CompressedImage, Image
 
 from bisestdc_core.small_objects import (
@@ -65,12 +75,16 @@ from bisestdc_ros.image_codec import (
     labels_to_png_compressed,
     to_bgr,
 )
+from bisestdc_ros.ros_logging import forward_python_logging, stop_forwarding
 from bisestdc_ros.segment_config import (
+    DEFAULTS,
+    FLOAT_PARAMETERS,
     PARAMETERS,
     ConfigError,
     SegmentConfig,
     input_topic,
     output_topics,
+    parameters_help,
     validate,
 )
 from bisestdc_ros.sequence_gaps import SequenceGaps
@@ -83,14 +97,16 @@ except ImportError:
 NODE_NAME = "segment_node"
 LOG_THROTTLE_S = 5.0
 LATENCY_WINDOW = 1000  # samples kept for the p50/p99 in /diagnostics
+SPIN_PERIOD_S = 0.1  # how soon the main loop notices a shutdown signal
+RANDOM_WEIGHTS = "random weights"
 
 _PARAMETER_TYPES = {
     bool: ParameterType.PARAMETER_BOOL,
     int: ParameterType.PARAMETER_INTEGER,
-    float: ParameterType.PARAMETER_DOUBLE,
     str: ParameterType.PARAMETER_STRING,
     list: ParameterType.PARAMETER_STRING_ARRAY,  # the only list parameters are string lists
 }
+SMALL_OBJECT_CLASSES = "small_object_classes"
 
 
 class StartupError(RuntimeError):
@@ -147,35 +163,45 @@ class SegmentNode(Node):
             StartupError: invalid parameters or an engine that cannot be created.
         """
         super().__init__(NODE_NAME, **node_kwargs)
+        # From here on, library log records (engine choice, random-weights warning) go to /rosout.
+        self._log_forwarding = forward_python_logging(self.get_logger())
+        try:
+            self._set_up(segmenter, start_worker)
+        except BaseException:  # a node that failed to start must not keep the forwarding
+            stop_forwarding(self._log_forwarding)
+            raise
+        self.get_logger().info(self.startup_summary())
+
+    def _set_up(self, segmenter: Any, start_worker: bool) -> None:
+        """Parameters, engine, cameras, timers and worker (see __init__)."""
         for spec in PARAMETERS:
-            if spec.name != "small_object_classes":
+            if spec.name != SMALL_OBJECT_CLASSES:
                 self._declare(spec.name, spec.default, spec.description, spec.read_only)
         values = {s.name: self.get_parameter(s.name).value for s in PARAMETERS
-                  if s.name != "small_object_classes"}
+                  if s.name != SMALL_OBJECT_CLASSES}
         try:
             config = validate(values)
         except ConfigError as error:
             raise StartupError(f"invalid parameter: {error}") from error
 
-        self._segmenter = segmenter if segmenter is not None else self._build_segmenter(config)
+        self._model_source = self._describe_model(config, injected=segmenter is not None)
+        if segmenter is None:
+            self.get_logger().info(f"loading the {config.engine} engine with {self._model_source}")
+            segmenter = self._build_segmenter(config)
+        self._segmenter = segmenter
         class_set = self._segmenter.class_set
         self._class_names: tuple[str, ...] = tuple(class_set.names)
-        spec = next(s for s in PARAMETERS if s.name == "small_object_classes")
-        # Declared after the engine: its default is the engine's class set's own list.
-        self._declare(spec.name, list(class_set.small_objects), spec.description, spec.read_only)
+        self._declare_small_object_classes(list(class_set.small_objects))
         try:
             config = validate(
-                {**values, spec.name: self.get_parameter(spec.name).value}, self._class_names
+                {**values, SMALL_OBJECT_CLASSES: self.get_parameter(SMALL_OBJECT_CLASSES).value},
+                self._class_names,
             )
         except ConfigError as error:
             raise StartupError(f"invalid parameter: {error}") from error
         self._palette = np.asarray(class_set.palette_bgr(), np.uint8)
         self._lut = palette_lut(self._palette)
         self._settings = self._make_settings(config)
-
-        # Registered after the declarations: they run for runtime changes only.
-        self.add_on_set_parameters_callback(self._validate_parameter_changes)
-        self.add_post_set_parameters_callback(self._apply_parameter_changes)
 
         self._slots = LatestFrameSlots(len(self._config.image_topics))
         self._stats_lock = threading.Lock()
@@ -193,25 +219,78 @@ class SegmentNode(Node):
             self._config.diagnostics_period, self._publish_diagnostics
         )
 
+        # Registered after every declaration (the QoS-override ones included): they run for
+        # runtime changes only.
+        self.add_on_set_parameters_callback(self._validate_parameter_changes)
+        self.add_post_set_parameters_callback(self._apply_parameter_changes)
+
         self._stopping = threading.Event()
         self._worker = threading.Thread(target=self._work, name="segment_worker", daemon=True)
         if start_worker:
             self._worker.start()
-        self.get_logger().info(
-            f"segmenting {', '.join(self._config.image_topics)} ({self._config.input_type}) with "
-            f"{self.engine_name} {self.precision}; small objects: "
-            f"{', '.join(self._config.small_object_classes) or 'none'}"
-        )
 
     # --- set-up ---------------------------------------------------------------------------
 
     def _declare(self, name: str, default: Any, description: str, read_only: bool) -> None:
+        if name in FLOAT_PARAMETERS:
+            # Dynamically typed so an integer (a parameter file's `1`, `ros2 param set ... 1`)
+            # is accepted; `validate` still refuses anything but a number and the
+            # configuration holds it as a float.
+            descriptor = ParameterDescriptor(
+                description=description, read_only=read_only, dynamic_typing=True
+            )
+            self.declare_parameter(name, default, descriptor)
+            return
         descriptor = ParameterDescriptor(
             description=description,
             read_only=read_only,
             type=_PARAMETER_TYPES[type(default)],
         )
         self.declare_parameter(name, default, descriptor)
+
+    def _declare_small_object_classes(self, default: list[str]) -> None:
+        """Declared after the engine: its default is the engine's class set's own list.
+
+        Declared by type, not by value: an empty default (a class set without small objects)
+        would otherwise become a byte array and refuse every list of names.
+        """
+        spec = next(s for s in PARAMETERS if s.name == SMALL_OBJECT_CLASSES)
+        descriptor = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+        declared = self.declare_parameter(
+            SMALL_OBJECT_CLASSES, Parameter.Type.STRING_ARRAY, descriptor
+        )
+        if declared.type_ == Parameter.Type.NOT_SET:  # no override: the class set's list
+            self.set_parameters(
+                [Parameter(SMALL_OBJECT_CLASSES, Parameter.Type.STRING_ARRAY, default)]
+            )
+
+    @staticmethod
+    def _describe_model(config: SegmentConfig, injected: bool) -> str:
+        if injected:
+            return "an engine supplied by the caller"
+        for label, path in (("weights", config.weights), ("onnx", config.onnx),
+                            ("engine_path", config.engine_path)):
+            if path:
+                return f"{label} {path}"
+        return RANDOM_WEIGHTS
+
+    @property
+    def random_weights(self) -> bool:
+        """True when no weights, ONNX or engine file was given: the outputs mean nothing."""
+        return self._model_source == RANDOM_WEIGHTS
+
+    def startup_summary(self) -> str:
+        """The start-up line: model source, engine, precision, network size, class set, topics."""
+        config = self._config
+        height, width = getattr(self._segmenter, "network_size", ("?", "?"))
+        class_set = self._segmenter.class_set
+        return (
+            f"segmenting {', '.join(self.resolve_topic_name(t) for t in config.image_topics)} "
+            f"({config.input_type}) with {self._model_source}: engine {self.engine_name}, "
+            f"precision {self.precision}, network {height}x{width}, class set {class_set.name} "
+            f"({len(class_set.names)} classes); small objects: "
+            f"{', '.join(config.small_object_classes or ()) or 'none'}"
+        )
 
     @staticmethod
     def _build_segmenter(config: SegmentConfig) -> Any:
@@ -255,7 +334,6 @@ class SegmentNode(Node):
         }
         detections = None
         if Detection2DArray is not None:
-            # Not exercised in this repository's tests: vision_msgs is not installable here.
             prefix = names["labels"].rsplit("/", 1)[0]
             detections = self.create_publisher(
                 Detection2DArray, f"{prefix}/small_objects", out_qos
@@ -279,6 +357,8 @@ class SegmentNode(Node):
             input_topic(topic, config.input_type),
             lambda msg, info, i=index: self._on_image(i, msg, info),
             in_qos,
+            # qos_overrides.<topic>.subscription.{history,depth,reliability,durability}
+            qos_overriding_options=QoSOverridingOptions.with_default_policies(),
         )
         return Camera(index, topic, publishers, detections)
 
@@ -291,8 +371,10 @@ class SegmentNode(Node):
         return {s.name: self.get_parameter(s.name).value for s in PARAMETERS}
 
     def _validate_parameter_changes(self, params: list[Parameter]) -> SetParametersResult:
+        # Only the node's own parameters; rclpy's (qos_overrides.*, use_sim_time) have their
+        # own rules.
         proposed = self._current_values()
-        proposed.update({p.name: p.value for p in params})
+        proposed.update({p.name: p.value for p in params if p.name in DEFAULTS})
         try:
             validate(proposed, self._class_names)
         except ConfigError as error:
@@ -307,10 +389,13 @@ class SegmentNode(Node):
         return self._settings.config
 
     def _apply_parameter_changes(self, params: list[Parameter]) -> None:
+        ours = [p for p in params if p.name in DEFAULTS]
+        if not ours:
+            return
         # One assignment: the worker reads config and small-object ids as one snapshot.
         self._settings = self._make_settings(validate(self._current_values(), self._class_names))
         self.get_logger().info(
-            "parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in params)
+            "parameters changed: " + ", ".join(f"{p.name}={p.value!r}" for p in ours)
         )
 
     # --- frames -----------------------------------------------------------------------------
@@ -362,6 +447,10 @@ class SegmentNode(Node):
         self._slots.close()
         if self._worker.is_alive():
             self._worker.join(timeout=10.0)
+
+    def destroy_node(self) -> None:
+        stop_forwarding(self._log_forwarding)
+        super().destroy_node()
 
     def _decode(self, msg: Any) -> tuple[np.ndarray, str]:
         if isinstance(msg, CompressedImage):
@@ -415,8 +504,10 @@ class SegmentNode(Node):
 
         wanted = self._wanted(camera, config)
         try:
+            # Detections carry each region's mean confidence as their score.
             result = self._segmenter.segment(
-                frame, channel_order=order, with_confidence=wanted["confidence"]
+                frame, channel_order=order,
+                with_confidence=wanted["confidence"] or wanted["detections"],
             )
         except (RuntimeError, ValueError, MemoryError) as error:
             self._count_engine_error(f"segmentation failed on {camera.topic}: {error}")
@@ -510,7 +601,7 @@ class SegmentNode(Node):
         return DiagnosticArray(header=header, status=[status])
 
     def _detections_msg(self, objects: list[SmallObject], header: Any) -> Any:
-        # Only reached where vision_msgs imports (not in this repository's test environment).
+        """Boxes in frame pixels; the score is the region's mean class probability."""
         array_msg = Detection2DArray(header=header)
         for obj in objects:
             x, y, w, h = obj.box
@@ -520,8 +611,10 @@ class SegmentNode(Node):
             detection.bbox.size_x, detection.bbox.size_y = float(w), float(h)
             hypothesis = ObjectHypothesisWithPose()
             hypothesis.hypothesis.class_id = obj.class_name or str(obj.class_id)
+            # The confidence map is requested whenever detections are published; an engine
+            # that cannot produce one gives no score rather than a made-up certainty.
             hypothesis.hypothesis.score = (
-                obj.mean_confidence if obj.mean_confidence is not None else 1.0
+                float(obj.mean_confidence) if obj.mean_confidence is not None else float("nan")
             )
             detection.results.append(hypothesis)
             array_msg.detections.append(detection)
@@ -544,6 +637,9 @@ class SegmentNode(Node):
         p50, p99 = (np.percentile(latencies, [50, 99]) if latencies.size else (0.0, 0.0))
         if engine_errors:
             level, message = DiagnosticStatus.ERROR, f"engine failed: {last_engine_error}"
+        elif self.random_weights:
+            level = DiagnosticStatus.WARN
+            message = "random weights: no weights, onnx or engine_path set; outputs are meaningless"
         elif latencies.size and p99 > config.latency_budget_ms:
             level = DiagnosticStatus.WARN
             message = f"p99 latency {p99:.1f} ms above budget {config.latency_budget_ms:.1f} ms"
@@ -554,6 +650,7 @@ class SegmentNode(Node):
         else:
             level, message = DiagnosticStatus.OK, "segmenting"
         values = {
+            "model": self._model_source,
             "engine": self.engine_name,
             "precision": self.precision,
             "cameras": str(len(self._cameras)),
@@ -579,19 +676,71 @@ class SegmentNode(Node):
         self._diagnostics_pub.publish(array_msg)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """`segment_node --help`: what the node does and every parameter with its default."""
+
+    class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        pass
+
+    return argparse.ArgumentParser(
+        prog=NODE_NAME,
+        formatter_class=Formatter,
+        description=(
+            "Semantic segmentation of camera streams (BiSeSTDC) as a ROS 2 node. Parameters are "
+            "ROS parameters, given after --ros-args:\n"
+            "  segment_node --ros-args --params-file config/segment.yaml "
+            "-p weights:=/models/bisestdc.pt"
+        ),
+        epilog="parameters:\n" + parameters_help(),
+    )
+
+
+class _ShutdownRequested(BaseException):
+    """A shutdown signal arrived while the node was still starting (engine being built)."""
+
+
+class _ShutdownSignals:
+    """SIGINT/SIGTERM handling: raise during start-up, only set a flag once running.
+
+    rclpy's own handlers shut the context down at the first signal, while the worker may still
+    publish; here the main loop notices the flag and shuts down in order.
+    """
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.running = False
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        already = self.requested.is_set()
+        self.requested.set()
+        if not self.running and not already:
+            raise _ShutdownRequested(signal.Signals(signum).name)
+
+
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    args = sys.argv if args is None else args
+    build_parser().parse_args(remove_ros_args(args)[1:])  # --help exits here
+    signals = _ShutdownSignals()
     node = None
     try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = SegmentNode()
-        rclpy.spin(node)
+        signals.running = True
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not signals.requested.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+        node.get_logger().info("shutting down")
     except (StartupError, ParameterException) as error:
         # Bad parameters or model files: say why and exit non-zero (launch shows the message).
         get_logger(NODE_NAME).fatal(f"cannot start: {error}")
         return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except (_ShutdownRequested, ExternalShutdownException):
         pass
     finally:
+        signals.running = True  # from here a signal only sets the flag: clean-up runs to the end
         if node is not None:
             node.stop()
             node.destroy_node()

@@ -105,9 +105,10 @@ def node_environment(arguments: dict[str, str]) -> dict[str, str]:
     if not _is_true(values["large_images"]):
         return {}
     profile = str(_share_directory() / "config" / LARGE_IMAGES_PROFILE)
-    # Fast DDS 3 (Jazzy, Kilted) reads FASTDDS_DEFAULT_PROFILES_FILE; Fast DDS 2 (Humble) reads
-    # FASTRTPS_DEFAULT_PROFILES_FILE. Setting both covers either distro.
-    return {"FASTDDS_DEFAULT_PROFILES_FILE": profile, "FASTRTPS_DEFAULT_PROFILES_FILE": profile}
+    # Fast DDS 3 (Jazzy, Kilted) reads this name and warns at every start when the older
+    # FASTRTPS_DEFAULT_PROFILES_FILE is set; Fast DDS 2 (Humble) reads only the older name (set it
+    # by hand there, see README).
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": profile}
 
 
 def ros_arguments(arguments: dict[str, str]) -> list[str]:

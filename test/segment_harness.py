@@ -6,6 +6,8 @@ are slow on a loaded 2-core machine), never by fixed sleeps.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -171,7 +173,8 @@ def engine_available() -> bool:
     return True
 
 
-def write_test_checkpoint(path: Path, model_name: str = "stdc1", seed: int = 0) -> Path:
+def write_test_checkpoint(path: Path, model_name: str = "stdc1", seed: int = 0,
+                          num_classes: int = 19, class_set: str = "cityscapes") -> Path:
     """A deterministic untrained checkpoint whose predictions vary over a frame.
 
     Random weights with fixed seed; BatchNorm statistics calibrated on synthetic street frames so
@@ -183,8 +186,50 @@ def write_test_checkpoint(path: Path, model_name: str = "stdc1", seed: int = 0) 
     from bisestdc_core.models import build_model, save_checkpoint
 
     torch.manual_seed(seed)
-    model = build_model(model_name, 19)
+    model = build_model(model_name, num_classes)
     rng = np.random.default_rng(seed)
     calibrate_batchnorm(model, [synthetic_frame(128, 256, rng) for _ in range(4)])
-    save_checkpoint(path, model, model_name, "cityscapes")
+    save_checkpoint(path, model, model_name, class_set)
     return path
+
+
+def start_process(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start ``command`` in its own process group (as a terminal would), output to a file."""
+    with open(log_path, "wb") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=REPO_ROOT)
+
+
+def interrupt_group(process: subprocess.Popen, timeout: float = 60.0) -> int:
+    """Ctrl-C in a terminal: SIGINT to the whole process group, then wait for the leader.
+
+    Returns the exit code; SIGKILLs the group (and fails the caller's check) if it hangs.
+    """
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=timeout)
+    return int(process.returncode)
+
+
+def wait_for_log(log_path: Path, text: str, process: subprocess.Popen,
+                 timeout: float = TIMEOUT) -> str:
+    """Wait until ``text`` appears in the log; fail early if the process ends first."""
+    def found() -> bool:
+        if process.poll() is not None and text not in log_path.read_text(errors="replace"):
+            raise AssertionError(f"process exited ({process.returncode}) before logging "
+                                 f"{text!r}:\n{log_path.read_text(errors='replace')}")
+        return text in log_path.read_text(errors="replace")
+
+    wait_until(found, timeout, what=f"{text!r} in {log_path.name}")
+    return log_path.read_text(errors="replace")
+
+
+def assert_clean_exit(code: int, log: str) -> None:
+    """Exit 0, no traceback, no publish on a dead context."""
+    assert code == 0, log
+    assert "Traceback" not in log, log
+    assert "context is invalid" not in log, log

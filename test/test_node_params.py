@@ -13,10 +13,12 @@ from bisestdc_ros.frame_slots import LatestFrameSlots
 from bisestdc_ros.segment_config import (
     DEFAULTS,
     DYNAMIC,
+    FLOAT_PARAMETERS,
     PARAMETERS,
     ConfigError,
     input_topic,
     output_topics,
+    parameters_help,
     validate,
 )
 
@@ -27,7 +29,7 @@ def test_defaults_are_valid():
     config = validate({}, CITYSCAPES.names)
     assert config.engine == "auto"
     assert config.network_size is None
-    assert config.image_topics == ("/camera/image_raw",)
+    assert config.image_topics == ("camera/image_raw",)
     assert config.small_object_classes is None  # the engine's class set decides
     assert config.publish_confidence is False and config.publish_labels_compressed is False
 
@@ -40,13 +42,32 @@ def test_every_parameter_has_a_description():
 
 
 def test_config_file_matches_the_declared_parameters():
-    params = yaml.safe_load(CONFIG.read_text())["segment_node"]["ros__parameters"]
-    assert set(params) == set(DEFAULTS)
+    params = yaml.safe_load(CONFIG.read_text())["/**"]["ros__parameters"]
+    # small_object_classes is left to the model's class set, so the file fits any class set.
+    assert set(params) == set(DEFAULTS) - {"small_object_classes"}
     for name, value in params.items():
-        if DEFAULTS[name] is not None:
-            assert type(value) is type(DEFAULTS[name]), name
+        assert type(value) is type(DEFAULTS[name]), name
     config = validate(params, CITYSCAPES.names)
-    assert config.small_object_classes == CITYSCAPES.small_objects
+    assert config.small_object_classes is None
+    assert config.image_topics == ("camera/image_raw",)  # relative: follows the namespace
+
+
+def test_float_parameters_accept_integers():
+    assert FLOAT_PARAMETERS == {"overlay_opacity", "latency_budget_ms", "diagnostics_period"}
+    config = validate({"overlay_opacity": 1, "latency_budget_ms": 50, "diagnostics_period": 2})
+    assert (config.overlay_opacity, config.latency_budget_ms, config.diagnostics_period) == (
+        1.0, 50.0, 2.0)
+    assert all(isinstance(v, float) for v in (config.overlay_opacity, config.latency_budget_ms,
+                                              config.diagnostics_period))
+    with pytest.raises(ConfigError, match="overlay_opacity"):
+        validate({"overlay_opacity": "1"})
+
+
+def test_parameters_help_lists_every_parameter_with_its_default():
+    text = parameters_help()
+    for spec in PARAMETERS:
+        assert f"  {spec.name} (default: " in text, spec.name
+    assert "overlay_opacity (default: 0.5; settable at runtime)" in text
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ import pytest
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
+from rclpy.qos import ReliabilityPolicy
+from ros_overlay import require_ros_tools
 from segment_harness import (
     CONFIG,
     TIMEOUT,
@@ -234,6 +236,56 @@ def test_compressed_input_and_corrupt_jpeg(rclpy_context):
         node.stop()
         node.destroy_node()
         probe.node.destroy_node()
+
+
+@pytest.mark.ros
+def test_input_qos_follows_rclpy_qos_overrides(rclpy_context):
+    node = make_node(rclpy_context, StubSegmenter(),
+                     **{f"qos_overrides.{CAMERA}.subscription.reliability": "reliable",
+                        f"qos_overrides.{CAMERA}.subscription.depth": 3})
+    try:
+        info = wait_until(lambda: node.get_subscriptions_info_by_topic(CAMERA),
+                          what="the node's own subscription in the graph")
+        # The default is best effort (sensor data); the graph does not report the depth.
+        assert info[0].qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        # Read-only like every QoS override, and no concern of the node's own validation.
+        result = node.set_parameters(
+            [Parameter(f"qos_overrides.{CAMERA}.subscription.depth", value=5)])[0]
+        assert not result.successful
+    finally:
+        node.stop()
+        node.destroy_node()
+
+
+@pytest.mark.ros
+def test_detections_match_the_labels_and_carry_the_region_confidence(stub_setup):
+    require_ros_tools(modules=("vision_msgs",))
+    from segment_harness import RELIABLE
+    from vision_msgs.msg import Detection2DArray
+
+    node, probe, segmenter = stub_setup
+    detections: list = []
+    probe.node.create_subscription(Detection2DArray, "/cam_front/segmentation/small_objects",
+                                   detections.append, RELIABLE)
+    wait_until(lambda: node.cameras[0].detections.get_subscription_count() > 0,
+               what="detections subscription")
+    for name in ("confidence",):  # the score must not depend on a confidence subscriber
+        probe.node.destroy_subscription(probe.subscriptions.pop(name))
+    frame = stub_frame()
+    frame[10:20, 30:36, 1] = 100  # the pole's own confidence: 100/255
+    got = probe.send_and_wait(image_msg(frame, 3, "cam_front_optical"), ("labels",))
+    key = stamp_key(got["labels"])
+    message = wait_until(lambda: next((d for d in detections if stamp_key(d) == key), None),
+                         what="Detection2DArray")
+    assert message.header.frame_id == "cam_front_optical"
+    (detection,) = message.detections  # the 4 px pole is under the minimum area
+    assert detection.header.frame_id == "cam_front_optical" and stamp_key(detection) == key
+    assert (detection.bbox.center.position.x, detection.bbox.center.position.y) == (33.0, 15.0)
+    assert (detection.bbox.size_x, detection.bbox.size_y) == (6.0, 10.0)
+    (result,) = detection.results
+    assert result.hypothesis.class_id == "pole"
+    assert result.hypothesis.score == pytest.approx(100 / 255)
+    assert segmenter.calls[-1][2] is True  # confidence computed for the detections
 
 
 def test_invalid_start_parameters_raise_startup_error(rclpy_context):

@@ -1,0 +1,143 @@
+"""segment_node as a process: --help, any class set with the shipped parameter file, and clean
+exits on SIGINT/SIGTERM under load and during start-up."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from segment_harness import (
+    CONFIG,
+    TIMEOUT,
+    Probe,
+    Spinner,
+    assert_clean_exit,
+    engine_available,
+    image_msg,
+    start_node_process,
+    wait_for_log,
+    wait_until,
+    write_test_checkpoint,
+)
+
+from bisestdc_ros.bag_eval import segment_node_command
+
+pytestmark = pytest.mark.skipif(not engine_available(),
+                                reason="bisestdc_core.inference is not available")
+CAMERA = "/camera/image_raw"  # the shipped parameter file's relative default, in the root ns
+SMALL_NETWORK = ("-p", "network_height:=128", "-p", "network_width:=256", "-p", "device:=cpu")
+
+
+def test_help_prints_usage_and_starts_nothing(ros_env):
+    result = subprocess.run([*segment_node_command([])[:3], "--help"],
+                            env=ros_env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: segment_node")
+    assert "overlay_opacity (default: 0.5; settable at runtime)" in result.stdout
+    assert "segmenting" not in result.stdout + result.stderr
+
+
+@pytest.mark.ros
+def test_five_class_checkpoint_starts_with_the_shipped_parameter_file(
+        rclpy_context, ros_env, tmp_path):
+    weights = write_test_checkpoint(tmp_path / "five.pt", num_classes=5, class_set="generic5")
+    log = tmp_path / "node.log"
+    process = start_node_process(ros_env, ["--params-file", str(CONFIG), "-p",
+                                           f"weights:={weights}", "-p", "engine:=torch",
+                                           *SMALL_NETWORK], log)
+    probe = Probe(rclpy_context, CAMERA)
+    spinner = Spinner(rclpy_context, probe.node)
+    try:
+        text = wait_for_log(log, "segmenting /camera/image_raw", process)
+        assert "class set generic5 (5 classes); small objects: none" in text
+        client = AsyncParameterClient(probe.node, "segment_node")
+        assert client.wait_for_services(timeout_sec=TIMEOUT)
+        future = client.get_parameters(["small_object_classes"])
+        wait_until(future.done, what="get_parameters reply")
+        value = future.result().values[0]
+        assert value.type == Parameter.Type.STRING_ARRAY.value  # not a byte array when empty
+        assert list(value.string_array_value) == []
+        for names, ok in ((["class_3"], True), (["pole"], False), ([""], True)):
+            future = client.set_parameters([Parameter("small_object_classes", value=names)])
+            wait_until(future.done, what="set_parameters reply")
+            result = future.result().results[0]
+            assert result.successful is ok, (names, result.reason)
+        frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        labels = probe.send_and_wait(image_msg(frame, 1), ("labels",))["labels"]
+        assert np.frombuffer(labels.data, np.uint8).max() < 5
+    finally:
+        spinner.stop()
+        probe.node.destroy_node()
+        code = _stop(process, signal.SIGINT)
+    assert_clean_exit(code, log.read_text())
+
+
+def _stop(process: subprocess.Popen, signum: int, timeout: float = TIMEOUT) -> int:
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+    return int(process.returncode)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_under_load_exits_cleanly(signum, rclpy_context, ros_env, tmp_path,
+                                         test_checkpoint):
+    log = tmp_path / "node.log"
+    process = start_node_process(ros_env, ["--params-file", str(CONFIG), "-p",
+                                           f"weights:={test_checkpoint}", "-p", "engine:=torch",
+                                           "-p", "model_name:=stdc1", *SMALL_NETWORK], log)
+    probe = Probe(rclpy_context, CAMERA)
+    spinner = Spinner(rclpy_context, probe.node)
+    flooding = threading.Event()
+    frame = np.random.default_rng(1).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+
+    def flood() -> None:  # faster than the engine: the worker is always busy
+        seq = 0
+        while not flooding.wait(0.01):
+            seq += 1
+            probe.publisher.publish(image_msg(frame, seq))
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    try:
+        probe.wait_for_node(("labels",))
+        flooder.start()
+        wait_until(lambda: len(probe.messages("labels")) >= 3, what="frames under load")
+        code = _stop(process, signum)
+    finally:
+        flooding.set()
+        flooder.join(timeout=10)
+        spinner.stop()
+        probe.node.destroy_node()
+        _stop(process, signal.SIGKILL)
+    text = log.read_text()
+    assert_clean_exit(code, text)
+    assert "shutting down" in text
+
+
+@pytest.mark.ros
+def test_signal_during_start_up_exits_cleanly(ros_env, tmp_path, test_checkpoint):
+    log = tmp_path / "node.log"
+    # Random weights at the default size: the engine build (an ONNX export) takes seconds.
+    process = start_node_process(ros_env, ["--params-file", str(CONFIG), "-p",
+                                           "engine:=onnxruntime"], log)
+    try:
+        wait_for_log(log, "loading the onnxruntime engine", process)
+        code = _stop(process, signal.SIGINT)
+    finally:
+        _stop(process, signal.SIGKILL)
+    text = log.read_text()
+    assert_clean_exit(code, text)
+    assert "segmenting" not in text  # it really was still starting
+
+
