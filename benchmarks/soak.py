@@ -83,8 +83,7 @@ def main() -> int:
     env.setdefault("ROS_DOMAIN_ID", str(50 + os.getpid() % 50))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    # Large frames between processes: the shared-memory profile of the launch file, under the
-    # variable names of both Fast DDS 2 and 3.
+    # Large frames between processes: the shared-memory profile of the launch file.
     for variable in FASTDDS_PROFILE_VARIABLES:
         env.setdefault(variable, str(fastdds_profile()))
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",

@@ -25,7 +25,9 @@ log = logging.getLogger(__package__)  # one logger for the tool: "bisestdc_ros.b
 # Above this many bytes per frame Fast DDS's default transports lose best-effort samples
 # (UDP fragments, 512 KB shared-memory segment): both ends need the large-images profile.
 LARGE_FRAME_BYTES = 512 * 1024
-FASTDDS_PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+# Only the Fast DDS 3 name: setting the old FASTRTPS_DEFAULT_PROFILES_FILE as well makes every
+# participant print a deprecation warning.
+FASTDDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE",)
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
