@@ -3,8 +3,10 @@
 The exported graph takes what a camera driver delivers and returns what a node publishes:
 
 * input ``image``: N x H x W x 3 uint8, RGB or BGR (fixed at export, ``--channel-order``);
-* inside: uint8 -> float, bilinear resize to the network size, mean/std normalisation,
-  the network, argmax (and max softmax probability);
+* inside: uint8 -> float as the first node, then (in float) channel flip, transpose, bilinear
+  resize to the network size, mean/std normalisation, the network, argmax (and max softmax
+  probability), any resize of the maps, and float -> uint8 as the last nodes: the graph has no
+  uint8 tensor but its input and outputs, as TensorRT's ONNX parser requires;
 * output ``labels``: N x h x w uint8 train ids at the network size (default) or, with
   ``--labels-at-input-size``, nearest-upsampled to H x W;
 * output ``confidence`` (``--confidence``): same shape, uint8, max class probability x 255.
@@ -29,7 +31,7 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +54,9 @@ log = logging.getLogger(__name__)
 OPSET = 17
 SIDECAR_FORMAT = "bisestdc-onnx"
 INPUT_NAME = "image"
-# Bump when the exported graph changes meaning, so cached exports are not reused.
-EXPORT_VERSION = 1
+# Bump when the exported graph changes, so cached exports are not reused. 2: uint8 only at the
+# graph's boundary (TensorRT's parser rejects the version-1 graphs; the outputs are the same).
+EXPORT_VERSION = 2
 
 
 class SegmentationGraph(nn.Module):
@@ -79,17 +82,20 @@ class SegmentationGraph(nn.Module):
         self.labels_at_input_size = labels_at_input_size
 
     def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        logits = self.network(self.preprocess(image))
-        labels = labels_from_logits(logits)
-        size = image.shape[1:3]
+        # TensorRT accepts uint8 only as a network input consumed by a Cast and as a network
+        # output produced by one (see inference/tensorrt_rules.py): cast to float first, keep
+        # labels and confidence in float through any resize, cast to uint8 last. Every value
+        # on the way is a whole number, so the outputs equal the all-uint8 formulation's.
+        pixels = image.float()
+        logits = self.network(self.preprocess(pixels))
+        maps = [labels_from_logits(logits, torch.float32)]
+        if self.confidence:
+            maps.append(confidence_from_logits(logits, torch.float32))
         if self.labels_at_input_size:
-            labels = resize_nearest(labels, size, always=self.dynamic)
-        if not self.confidence:
-            return labels
-        conf = confidence_from_logits(logits)
-        if self.labels_at_input_size:
-            conf = resize_nearest(conf, size, always=self.dynamic)
-        return labels, conf
+            size = pixels.shape[1:3]
+            maps = [resize_nearest(m, size, always=self.dynamic) for m in maps]
+        outputs = tuple(m.to(torch.uint8) for m in maps)
+        return outputs if self.confidence else outputs[0]
 
 
 def sidecar_path(onnx_path: str | os.PathLike) -> Path:
@@ -194,7 +200,7 @@ def export_onnx(
         "opset": opset,
         "sha256": file_sha256(out),
         "source": source or {},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     sidecar_path(out).write_text(json.dumps(sidecar, indent=2) + "\n")
     log.info("exported %s (%s, %s, outputs %s) -> %s", model_name, channel_order,
