@@ -142,3 +142,35 @@ def test_torch_compile_and_channels_last_cpu():
         # Inductor needs a C++ compiler; say so instead of failing obscurely.
         pytest.skip(f"torch.compile unavailable here: {exc}")
     assert (ref - out).abs().max().item() <= 1e-4 * scale + 1e-4
+
+
+def test_engine_beside_the_onnx_unless_the_cache_is_asked_for(tmp_path):
+    out = tmp_path / "bisestdc.onnx"
+    assert export.engine_path(out, None, False) == tmp_path / "bisestdc.engine"
+    assert export.engine_path(out, tmp_path / "x.plan", False) == tmp_path / "x.plan"
+    assert export.engine_path(out, None, True) is None  # ensure_engine picks the cache path
+
+
+def test_cli_check_tensorrt(model, tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    _export(model, path, dynamic=True, confidence=True, labels_at_input_size=True)
+    assert export.main(["--check-tensorrt", str(path)]) == 0
+    out = capsys.readouterr().out
+    for version in ("8.5", "8.6", "10"):
+        assert f"TensorRT {version} ONNX parser rules: accepted" in out
+    assert "installed TensorRT parser:" in out and "Python 3." in out
+    # a graph that transposes its uint8 input, as the exports once did
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Transpose", ["image"], ["t"], perm=[0, 3, 1, 2]),
+         onnx.helper.make_node("Cast", ["t"], ["x"], to=onnx.TensorProto.FLOAT)], "old",
+        [onnx.helper.make_tensor_value_info("image", onnx.TensorProto.UINT8, [1, 4, 4, 3])],
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 4, 4])])
+    old = tmp_path / "old.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]),
+              str(old))
+    assert export.main(["--check-tensorrt", str(old)]) == 1
+    out = capsys.readouterr().out
+    assert "TensorRT 8.6 ONNX parser rules: rejected (2 problems)" in out
+    assert "uint8 input 'image' feeds Transpose" in out
+    with pytest.raises(SystemExit, match="ONNX file not found"):
+        export.main(["--check-tensorrt", str(tmp_path / "none.onnx")])

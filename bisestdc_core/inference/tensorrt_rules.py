@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper, numpy_helper
 
 # docs/operators.md at 8.5-GA: every operator marked "Y".
@@ -285,6 +286,25 @@ def _check_attributes(g: _Graph, rules: ParserRules) -> list[str]:
     return problems
 
 
+def _load(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if not path.is_file():
+        raise ValueError(f"ONNX file not found: {path}")
+    try:
+        return onnx.load(str(path))
+    except (DecodeError, OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable ONNX model ({error})") from error
+
+
+def is_explicitly_quantized(model: onnx.ModelProto | str | os.PathLike) -> bool:
+    """Whether the graph carries its own int8 scales (QuantizeLinear/DequantizeLinear nodes),
+    so TensorRT builds it without a calibrator."""
+    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear")
+               for node in _load(model).graph.node)
+
+
 def check_tensorrt_rules(
     model: onnx.ModelProto | str | os.PathLike, versions: tuple[str, ...] = tuple(RULES),
 ) -> dict[str, list[str]]:
@@ -296,12 +316,7 @@ def check_tensorrt_rules(
     Returns:
         ``{version: [one line per violation]}``; empty lists mean the parser accepts the graph.
     """
-    if not isinstance(model, onnx.ModelProto):
-        path = Path(model)
-        if not path.is_file():
-            raise ValueError(f"ONNX file not found: {path}")
-        model = onnx.load(str(path))
-    graph = _Graph(model)
+    graph = _Graph(_load(model))
     result = {}
     for version in versions:
         if version not in RULES:
