@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from inference_helpers import SMALL, nondegenerate_model, realistic_frames
+from onnx_graphs import uint8_transpose_model
 
 from bisestdc_core import export
 from bisestdc_core.classes import CITYSCAPES
@@ -159,15 +160,8 @@ def test_cli_check_tensorrt(model, tmp_path, capsys):
     for version in ("8.5", "8.6", "10"):
         assert f"TensorRT {version} ONNX parser rules: accepted" in out
     assert "installed TensorRT parser:" in out and "Python 3." in out
-    # a graph that transposes its uint8 input, as the exports once did
-    graph = onnx.helper.make_graph(
-        [onnx.helper.make_node("Transpose", ["image"], ["t"], perm=[0, 3, 1, 2]),
-         onnx.helper.make_node("Cast", ["t"], ["x"], to=onnx.TensorProto.FLOAT)], "old",
-        [onnx.helper.make_tensor_value_info("image", onnx.TensorProto.UINT8, [1, 4, 4, 3])],
-        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 4, 4])])
     old = tmp_path / "old.onnx"
-    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]),
-              str(old))
+    onnx.save(uint8_transpose_model(), str(old))
     assert export.main(["--check-tensorrt", str(old)]) == 1
     out = capsys.readouterr().out
     assert "TensorRT 8.6 ONNX parser rules: rejected (2 problems)" in out

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from onnx import helper, numpy_helper
+from onnx_graphs import qdq_model
 
 from bisestdc_core import export
 from bisestdc_core.inference import tensorrt_engine as te
@@ -50,14 +50,8 @@ def onnx_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def qdq_file(tmp_path_factory):
-    scale = numpy_helper.from_array(np.array(0.1, np.float32), "scale")
-    zero = numpy_helper.from_array(np.array(0, np.int8), "zero")
-    nodes = [helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["q"]),
-             helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["y"])]
-    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", 1, [1, 4])],
-                              [helper.make_tensor_value_info("y", 1, [1, 4])], [scale, zero])
     path = tmp_path_factory.mktemp("qdq") / "qdq.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    onnx.save(qdq_model(), str(path))
     return path
 
 

@@ -4,11 +4,11 @@ each rule catches the graph it exists for (hand-built graphs, one violation each
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 from export_reference import VARIANTS, export_variant, seeded_network
 from inference_helpers import nondegenerate_model
 from onnx import TensorProto, helper, numpy_helper
+from onnx_graphs import make_model, qdq_model, tensor, uint8_transpose_model
 
 from bisestdc_core import export
 from bisestdc_core.classes import CITYSCAPES
@@ -48,29 +48,13 @@ def test_real_networks_are_accepted(model_name, tmp_path):
 
 # ---- hand-built graphs, one rule each --------------------------------------------------------
 
-def _model(nodes, inputs, outputs, initializers=(), opset=17, valid_onnx=True):
-    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    if valid_onnx:
-        onnx.checker.check_model(model)
-    return model
-
-
-def _tensor(name, elem_type, shape=(1, 4, 4, 3)):
-    return helper.make_tensor_value_info(name, elem_type, list(shape))
-
-
 def _only(result, version, fragment):
     problems = result[version]
     assert len(problems) == 1 and fragment in problems[0], problems
 
 
 def test_uint8_input_must_feed_a_cast():
-    model = _model([helper.make_node("Transpose", ["image"], ["t"], perm=[0, 3, 1, 2]),
-                    helper.make_node("Cast", ["t"], ["out"], to=TensorProto.FLOAT)],
-                   [_tensor("image", TensorProto.UINT8)],
-                   [_tensor("out", TensorProto.FLOAT, (1, 3, 4, 4))])
-    result = check_tensorrt_rules(model)
+    result = check_tensorrt_rules(uint8_transpose_model())
     for version in VERSIONS:
         text = "\n".join(result[version])
         assert "uint8 input 'image' feeds Transpose" in text
@@ -78,15 +62,15 @@ def test_uint8_input_must_feed_a_cast():
 
 
 def test_uint8_output_must_come_from_a_float_cast():
-    good = _model([helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+    good = make_model([helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
                    helper.make_node("Cast", ["f"], ["out"], to=TensorProto.UINT8)],
-                  [_tensor("image", TensorProto.UINT8)], [_tensor("out", TensorProto.UINT8)])
+                  [tensor("image", TensorProto.UINT8)], [tensor("out", TensorProto.UINT8)])
     assert check_tensorrt_rules(good) == {v: [] for v in VERSIONS}
     # the same but a uint8 Identity between the cast and the output: an intermediate uint8
-    bad = _model([helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+    bad = make_model([helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
                   helper.make_node("Cast", ["f"], ["u"], to=TensorProto.UINT8),
                   helper.make_node("Identity", ["u"], ["out"])],
-                 [_tensor("image", TensorProto.UINT8)], [_tensor("out", TensorProto.UINT8)])
+                 [tensor("image", TensorProto.UINT8)], [tensor("out", TensorProto.UINT8)])
     result = check_tensorrt_rules(bad)
     for version in VERSIONS:
         assert any("uint8 intermediate tensor 'u'" in p for p in result[version])
@@ -97,8 +81,8 @@ def test_argmax_cast_straight_to_uint8_is_refused_float_first_is_not():
     def graph(casts):
         nodes = [helper.make_node("ArgMax", ["logits"], ["ids"], axis=1, keepdims=0)]
         nodes += [helper.make_node("Cast", [src], [dst], to=to) for src, dst, to in casts]
-        return _model(nodes, [_tensor("logits", TensorProto.FLOAT, (1, 19, 4, 4))],
-                      [_tensor("labels", TensorProto.UINT8, (1, 4, 4))])
+        return make_model(nodes, [tensor("logits", TensorProto.FLOAT, (1, 19, 4, 4))],
+                      [tensor("labels", TensorProto.UINT8, (1, 4, 4))])
 
     direct = check_tensorrt_rules(graph([("ids", "labels", TensorProto.UINT8)]))
     _only(direct, "8.5", "Cast INT64 -> UINT8 (TensorRT INT32 -> UINT8)")
@@ -110,8 +94,8 @@ def test_argmax_cast_straight_to_uint8_is_refused_float_first_is_not():
 def _resize_model(opset=17, **attrs):
     sizes = numpy_helper.from_array(np.array([1, 3, 8, 8], np.int64), "sizes")
     node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], **attrs)
-    return _model([node], [_tensor("x", TensorProto.FLOAT, (1, 3, 4, 4))],
-                  [_tensor("y", TensorProto.FLOAT, (1, 3, 8, 8))], [sizes], opset=opset)
+    return make_model([node], [tensor("x", TensorProto.FLOAT, (1, 3, 4, 4))],
+                  [tensor("y", TensorProto.FLOAT, (1, 3, 8, 8))], [sizes], opset=opset)
 
 
 def test_resize_modes():
@@ -130,8 +114,8 @@ def test_resize_modes():
 def test_argmax_select_last_index_needs_opset_12():
     def graph(opset):
         node = helper.make_node("ArgMax", ["x"], ["i"], axis=1, select_last_index=1)
-        return _model([node], [_tensor("x", TensorProto.FLOAT, (1, 3, 4))],
-                      [_tensor("i", TensorProto.INT64, (1, 1, 4))], opset=opset,
+        return make_model([node], [tensor("x", TensorProto.FLOAT, (1, 3, 4))],
+                      [tensor("i", TensorProto.INT64, (1, 1, 4))], opset=opset,
                       valid_onnx=opset >= 12)  # the attribute does not exist before 12
 
     assert check_tensorrt_rules(graph(12), ("10",)) == {"10": []}
@@ -141,10 +125,10 @@ def test_argmax_select_last_index_needs_opset_12():
 
 def test_opset_range_and_operator_lists():
     col2im = helper.make_node("Col2Im", ["x", "shape", "block"], ["y"])
-    x = _tensor("x", TensorProto.FLOAT, (1, 4, 9))
+    x = tensor("x", TensorProto.FLOAT, (1, 4, 9))
     consts = [numpy_helper.from_array(np.array([4, 4], np.int64), "shape"),
               numpy_helper.from_array(np.array([2, 2], np.int64), "block")]
-    model = _model([col2im], [x], [_tensor("y", TensorProto.FLOAT, (1, 1, 4, 4))], consts,
+    model = make_model([col2im], [x], [tensor("y", TensorProto.FLOAT, (1, 1, 4, 4))], consts,
                    opset=18)
     result = check_tensorrt_rules(model)
     for version in VERSIONS:
@@ -154,7 +138,7 @@ def test_opset_range_and_operator_lists():
     # LayerNormalization: in 8.6's list, not in 8.5's
     ln = helper.make_node("LayerNormalization", ["x", "scale"], ["y"], axis=-1)
     scale = numpy_helper.from_array(np.ones(9, np.float32), "scale")
-    result = check_tensorrt_rules(_model([ln], [x], [_tensor("y", TensorProto.FLOAT, (1, 4, 9))],
+    result = check_tensorrt_rules(make_model([ln], [x], [tensor("y", TensorProto.FLOAT, (1, 4, 9))],
                                          [scale]))
     assert result["8.6"] == [] and result["10"] == []
     _only(result, "8.5", "LayerNormalization")
@@ -162,30 +146,21 @@ def test_opset_range_and_operator_lists():
 
 def test_int64_boundary_and_clamped_constants_on_8x():
     shape = helper.make_node("Shape", ["x"], ["s"])
-    model = _model([shape], [_tensor("x", TensorProto.FLOAT, (1, 3))],
-                   [_tensor("s", TensorProto.INT64, (2,))])
+    model = make_model([shape], [tensor("x", TensorProto.FLOAT, (1, 3))],
+                   [tensor("s", TensorProto.INT64, (2,))])
     result = check_tensorrt_rules(model)
     _only(result, "8.5", "graph input/output 's' is INT64")
     assert result["10"] == []
     big = numpy_helper.from_array(np.array([2**40], np.int64), "big")
     add = helper.make_node("Add", ["a", "big"], ["b"])
-    model = _model([add], [_tensor("a", TensorProto.INT32, (1,))],
-                   [_tensor("b", TensorProto.INT64, (1,))], [big])
+    model = make_model([add], [tensor("a", TensorProto.INT32, (1,))],
+                   [tensor("b", TensorProto.INT64, (1,))], [big])
     assert any("'big' holds values outside INT32" in p for p in check_tensorrt_rules(model)["8.6"])
 
 
-def _qdq_model(elem_type, zero):
-    scale = numpy_helper.from_array(np.array(0.1, np.float32), "scale")
-    zp = numpy_helper.from_array(np.array(zero, helper.tensor_dtype_to_np_dtype(elem_type)), "zp")
-    nodes = [helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["q"]),
-             helper.make_node("DequantizeLinear", ["q", "scale", "zp"], ["y"])]
-    return _model(nodes, [_tensor("x", TensorProto.FLOAT, (1, 4))],
-                  [_tensor("y", TensorProto.FLOAT, (1, 4))], [scale, zp])
-
-
 def test_qdq_graphs_need_int8_with_zero_point_0():
-    assert check_tensorrt_rules(_qdq_model(TensorProto.INT8, 0)) == {v: [] for v in VERSIONS}
-    uint8 = "\n".join(check_tensorrt_rules(_qdq_model(TensorProto.UINT8, 128))["10"])
+    assert check_tensorrt_rules(qdq_model(TensorProto.INT8, 0)) == {v: [] for v in VERSIONS}
+    uint8 = "\n".join(check_tensorrt_rules(qdq_model(TensorProto.UINT8, 128))["10"])
     assert "quantized type UINT8 not supported" in uint8
     assert "zero point must be a constant 0" in uint8
     assert "uint8 intermediate tensor 'q'" in uint8
@@ -193,8 +168,8 @@ def test_qdq_graphs_need_int8_with_zero_point_0():
 
 def test_custom_domain_and_unknown_version():
     node = helper.make_node("Foo", ["x"], ["y"], domain="com.example")
-    graph = helper.make_graph([node], "g", [_tensor("x", TensorProto.FLOAT, (1,))],
-                              [_tensor("y", TensorProto.FLOAT, (1,))])
+    graph = helper.make_graph([node], "g", [tensor("x", TensorProto.FLOAT, (1,))],
+                              [tensor("y", TensorProto.FLOAT, (1,))])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
                                                     helper.make_opsetid("com.example", 1)])
     assert any("domain 'com.example'" in p for p in check_tensorrt_rules(model)["8.6"])

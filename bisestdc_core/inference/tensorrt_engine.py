@@ -658,10 +658,17 @@ class TensorRTRunner:
     def close(self) -> None:
         """Release the GPU memory now (not whenever the garbage collector runs, in whatever
         context is current then)."""
-        if self.engine is None:
+        if getattr(self, "engine", None) is None:
             return
         with self._context_guard:
             self._free()
+
+    def __del__(self):
+        # pycuda would free the buffers itself, but without this device's context pushed.
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: the driver may be gone
+            log.debug("TensorRT runner buffers not freed at exit", exc_info=True)
 
 
 class TensorRTEngine:
