@@ -253,7 +253,11 @@ def parse_with_tensorrt(onnx_path: str | os.PathLike) -> list[str]:
         RuntimeError: TensorRT or pycuda missing, or no CUDA device for the builder.
     """
     trt, cuda = import_tensorrt()
-    with _CudaContext(cuda):
+    try:
+        context = _CudaContext(cuda)
+    except cuda.Error as error:
+        raise RuntimeError(f"no usable CUDA device for the TensorRT builder ({error})") from error
+    with context:
         builder = trt.Builder(trt_logger())
         network = builder.create_network(_network_flags(trt))
         parser = trt.OnnxParser(network, trt_logger())
