@@ -31,8 +31,11 @@ venv:
 	  || { cat $(VENV)/.package-install.log; echo "[venv] installing the package failed"; exit 1; }; \
 	fi
 
+# vermin: the code must run on Python 3.10 (JetPack 6, Humble) as well as 3.11/3.12.
+PY_DIRS := bisestdc_core bisestdc_ros training benchmarks launch test
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/vermin -q -t=3.10- --no-tips --violations --eval-annotations $(PY_DIRS)
 
 # The pytest suite, run through colcon so that the installed package is what gets tested.
 colcon: venv

@@ -19,7 +19,7 @@ import json
 import logging
 import sys
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             del fp16, fp32
             torch.cuda.empty_cache()
     report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python benchmarks/gpu_latency.py", *(argv or sys.argv[1:])]),
         "hardware": hardware_info(), "timing": "CUDA events, batch 1, uint8 in -> uint8 out",
         "entries": entries,

@@ -25,7 +25,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                          entry["median_ms"], entry["p99_ms"], entry["fps"])
                 del seg
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m bisestdc_core.benchmark "
         + " ".join(shlex.quote(a) for a in args.argv),
         "hardware": hardware_info(),

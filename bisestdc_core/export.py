@@ -3,8 +3,10 @@
 The exported graph takes what a camera driver delivers and returns what a node publishes:
 
 * input ``image``: N x H x W x 3 uint8, RGB or BGR (fixed at export, ``--channel-order``);
-* inside: uint8 -> float, bilinear resize to the network size, mean/std normalisation,
-  the network, argmax (and max softmax probability);
+* inside: uint8 -> float as the first node, then (in float) channel flip, transpose, bilinear
+  resize to the network size, mean/std normalisation, the network, argmax (and max softmax
+  probability), any resize of the maps, and float -> uint8 as the last nodes: the graph has no
+  uint8 tensor but its input and outputs, as TensorRT's ONNX parser requires;
 * output ``labels``: N x h x w uint8 train ids at the network size (default) or, with
   ``--labels-at-input-size``, nearest-upsampled to H x W;
 * output ``confidence`` (``--confidence``): same shape, uint8, max class probability x 255.
@@ -29,7 +31,7 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +54,9 @@ log = logging.getLogger(__name__)
 OPSET = 17
 SIDECAR_FORMAT = "bisestdc-onnx"
 INPUT_NAME = "image"
-# Bump when the exported graph changes meaning, so cached exports are not reused.
-EXPORT_VERSION = 1
+# Bump when the exported graph changes, so cached exports are not reused. 2: uint8 only at the
+# graph's boundary (TensorRT's parser rejects the version-1 graphs; the outputs are the same).
+EXPORT_VERSION = 2
 
 
 class SegmentationGraph(nn.Module):
@@ -79,17 +82,20 @@ class SegmentationGraph(nn.Module):
         self.labels_at_input_size = labels_at_input_size
 
     def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        logits = self.network(self.preprocess(image))
-        labels = labels_from_logits(logits)
-        size = image.shape[1:3]
+        # TensorRT accepts uint8 only as a network input consumed by a Cast and as a network
+        # output produced by one (see inference/tensorrt_rules.py): cast to float first, keep
+        # labels and confidence in float through any resize, cast to uint8 last. Every value
+        # on the way is a whole number, so the outputs equal the all-uint8 formulation's.
+        pixels = image.float()
+        logits = self.network(self.preprocess(pixels))
+        maps = [labels_from_logits(logits, torch.float32)]
+        if self.confidence:
+            maps.append(confidence_from_logits(logits, torch.float32))
         if self.labels_at_input_size:
-            labels = resize_nearest(labels, size, always=self.dynamic)
-        if not self.confidence:
-            return labels
-        conf = confidence_from_logits(logits)
-        if self.labels_at_input_size:
-            conf = resize_nearest(conf, size, always=self.dynamic)
-        return labels, conf
+            size = pixels.shape[1:3]
+            maps = [resize_nearest(m, size, always=self.dynamic) for m in maps]
+        outputs = tuple(m.to(torch.uint8) for m in maps)
+        return outputs if self.confidence else outputs[0]
 
 
 def sidecar_path(onnx_path: str | os.PathLike) -> Path:
@@ -194,7 +200,7 @@ def export_onnx(
         "opset": opset,
         "sha256": file_sha256(out),
         "source": source or {},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     sidecar_path(out).write_text(json.dumps(sidecar, indent=2) + "\n")
     log.info("exported %s (%s, %s, outputs %s) -> %s", model_name, channel_order,
@@ -256,7 +262,7 @@ def export_cached(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bisestdc-export", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     src = parser.add_argument_group("network")
     src.add_argument("--weights", help="project checkpoint (or a seed checkpoint with --model)")
@@ -266,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--seed-weights", help="seed (published) checkpoint for --model")
     src.add_argument("--class-set", help="class set name (default: the checkpoint's)")
     onx = parser.add_argument_group("ONNX")
-    onx.add_argument("--out", required=True, help="output .onnx path")
+    onx.add_argument("--out", help="output .onnx path (required unless --check-tensorrt)")
     onx.add_argument("--network-size", nargs=2, type=int, metavar=("H", "W"),
                      help="size the network runs at (default: checkpoint's, else 512 1024)")
     onx.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
@@ -278,26 +284,86 @@ def build_parser() -> argparse.ArgumentParser:
                      help="upsample labels (nearest) to the input size inside the graph")
     onx.add_argument("--opset", type=int, default=OPSET)
     trt = parser.add_argument_group("TensorRT (ahead-of-time engine build)")
+    trt.add_argument("--check-tensorrt", metavar="ONNX",
+                     help="only check ONNX against TensorRT 8.5/8.6/10 parser rules (and the "
+                          "installed parser, if any), print what is installed, and exit")
     trt.add_argument("--tensorrt", action="store_true", help="also build a TensorRT engine")
-    trt.add_argument("--engine-out", help="engine path (default: <out> with .engine)")
+    trt.add_argument("--engine-out",
+                     help="engine path (when omitted: <out> with .engine, or the cache with "
+                          "--engine-cache)")
+    trt.add_argument("--engine-cache", action="store_true",
+                     help="put the engine in the engine cache ($BISESTDC_CACHE_DIR/tensorrt, "
+                          "else ~/.cache/bisestdc/tensorrt) under a name keyed by ONNX, GPU, "
+                          "TensorRT version, precision and shape")
     trt.add_argument("--precision", default="fp16", choices=["fp16", "fp32", "int8"])
     trt.add_argument("--workspace-mb", type=int, default=2048)
     trt.add_argument("--calib-images", help="folder of images for int8 calibration")
     trt.add_argument("--calib-bag", help="rosbag for int8 calibration (with --calib-topic)")
     trt.add_argument("--calib-topic", help="image topic in --calib-bag")
     trt.add_argument("--calib-count", type=int, default=256, help="calibration frames to use")
-    trt.add_argument("--calib-cache",
-                     help="calibration cache file (default: <engine>.<onnx sha256>.calib)")
+    trt.add_argument("--calib-cache", help="calibration cache file (when omitted: "
+                                           "<engine stem>.<onnx sha256>.calib beside the engine)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
 
+def engine_path(onnx_path: str | os.PathLike, engine_out: str | os.PathLike | None,
+                use_cache: bool) -> Path | None:
+    """Where ``--tensorrt`` writes the engine: ``--engine-out``, else beside the ONNX with the
+    ``.engine`` suffix (what ``engine_path:=`` in the launch examples expects), else (None) the
+    engine cache when ``--engine-cache`` asks for it."""
+    if engine_out:
+        return Path(engine_out)
+    return None if use_cache else Path(onnx_path).with_suffix(".engine")
+
+
+def check_tensorrt(onnx_path: str | os.PathLike) -> int:
+    """Print the parser-rules verdict, the installed parser's verdict and what is installed;
+    0 when every check accepts the graph."""
+    from .inference import tensorrt_engine  # noqa: PLC0415 - optional, heavy dependency
+    from .inference.tensorrt_rules import check_tensorrt_rules, verdict_lines  # noqa: PLC0415
+
+    result = check_tensorrt_rules(onnx_path)
+    lines = [f"{onnx_path}:", *verdict_lines(result)]
+    accepted = not any(result.values())
+    try:
+        errors = tensorrt_engine.parse_with_tensorrt(onnx_path)
+        lines.append("installed TensorRT parser: " + ("accepted" if not errors else
+                                                       "rejected: " + "; ".join(errors)))
+        accepted = accepted and not errors
+    except RuntimeError as error:
+        lines.append(f"installed TensorRT parser: not run ({error})")
+    lines += ["installed:", *(f"  {line}" for line in tensorrt_engine.installed_lines())]
+    print("\n".join(lines))
+    return 0 if accepted else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.check_tensorrt:
+        try:
+            return check_tensorrt(args.check_tensorrt)
+        except ValueError as error:
+            raise SystemExit(f"bisestdc-export: {error}") from error
+    if not args.out:
+        parser.error("--out is required (unless --check-tensorrt)")
     if args.weights and args.seed_weights:
         raise SystemExit("give either --weights or --seed-weights, not both")
+    calibration = None
+    if args.tensorrt and args.precision == "int8":
+        from .inference.calibration_data import CalibrationSource  # noqa: PLC0415
+
+        # Checked before the export and the build: a bad source fails in seconds, by name.
+        calibration = CalibrationSource(args.calib_images, args.calib_bag, args.calib_topic,
+                                        args.calib_count)
+        try:
+            if calibration.given:
+                calibration.validate()
+        except ValueError as error:
+            raise SystemExit(f"bisestdc-export: {error}") from error
     weights = args.weights or args.seed_weights
     network, meta = load_network(weights, args.model, args.num_classes)
     class_set = resolve_class_set(args.class_set, meta.get("class_set"), meta["num_classes"])
@@ -314,14 +380,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tensorrt:
         from .inference import tensorrt_engine  # noqa: PLC0415 - optional, heavy dependency
 
-        if args.precision == "int8" and not (args.calib_images or args.calib_bag):
-            raise SystemExit("--precision int8 needs --calib-images DIR or --calib-bag BAG")
-        engine = tensorrt_engine.ensure_engine(
-            args.out, engine_path=args.engine_out, precision=args.precision,
-            workspace_mb=args.workspace_mb, calib_images=args.calib_images,
-            calib_bag=args.calib_bag, calib_topic=args.calib_topic,
-            calib_count=args.calib_count, calib_cache=args.calib_cache,
-        )
+        try:
+            engine = tensorrt_engine.ensure_engine(
+                args.out, engine_path=engine_path(args.out, args.engine_out, args.engine_cache),
+                precision=args.precision, workspace_mb=args.workspace_mb,
+                calibration=calibration, calib_cache=args.calib_cache,
+            )
+        except ValueError as error:  # int8 inputs, checked before TensorRT loads
+            raise SystemExit(f"bisestdc-export: {error}") from error
         print(f"TensorRT engine: {engine}")
     return 0
 

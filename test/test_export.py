@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from inference_helpers import SMALL, nondegenerate_model, realistic_frames
+from onnx_graphs import uint8_transpose_model
 
 from bisestdc_core import export
 from bisestdc_core.classes import CITYSCAPES
@@ -142,3 +143,28 @@ def test_torch_compile_and_channels_last_cpu():
         # Inductor needs a C++ compiler; say so instead of failing obscurely.
         pytest.skip(f"torch.compile unavailable here: {exc}")
     assert (ref - out).abs().max().item() <= 1e-4 * scale + 1e-4
+
+
+def test_engine_beside_the_onnx_unless_the_cache_is_asked_for(tmp_path):
+    out = tmp_path / "bisestdc.onnx"
+    assert export.engine_path(out, None, False) == tmp_path / "bisestdc.engine"
+    assert export.engine_path(out, tmp_path / "x.plan", False) == tmp_path / "x.plan"
+    assert export.engine_path(out, None, True) is None  # ensure_engine picks the cache path
+
+
+def test_cli_check_tensorrt(model, tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    _export(model, path, dynamic=True, confidence=True, labels_at_input_size=True)
+    assert export.main(["--check-tensorrt", str(path)]) == 0
+    out = capsys.readouterr().out
+    for version in ("8.5", "8.6", "10"):
+        assert f"TensorRT {version} ONNX parser rules: accepted" in out
+    assert "installed TensorRT parser:" in out and "Python 3." in out
+    old = tmp_path / "old.onnx"
+    onnx.save(uint8_transpose_model(), str(old))
+    assert export.main(["--check-tensorrt", str(old)]) == 1
+    out = capsys.readouterr().out
+    assert "TensorRT 8.6 ONNX parser rules: rejected (2 problems)" in out
+    assert "uint8 input 'image' feeds Transpose" in out
+    with pytest.raises(SystemExit, match="ONNX file not found"):
+        export.main(["--check-tensorrt", str(tmp_path / "none.onnx")])

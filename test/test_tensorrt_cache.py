@@ -1,4 +1,5 @@
-"""TensorRT engine cache key and staleness (pure Python), and the missing-TensorRT message."""
+"""TensorRT engine cache key and staleness, version dispatch (pure Python), and the
+missing-TensorRT message."""
 
 from __future__ import annotations
 
@@ -72,8 +73,36 @@ def test_without_tensorrt_clear_install_message(tmp_path):
     ok, reason = te.tensorrt_available()
     if ok:
         pytest.skip("TensorRT is installed here")
-    assert "install TensorRT 8.6+" in reason and "pycuda" in reason
+    assert "install TensorRT 8.5+" in reason and "pycuda" in reason
     with pytest.raises(RuntimeError, match=r"TensorRT Python bindings not found: install"):
         te.build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", "fp16", (1, 64, 128, 3))
     with pytest.raises(RuntimeError, match="install TensorRT"):
         te.TensorRTRunner(tmp_path / "m.engine")
+
+
+@pytest.mark.parametrize(("version", "tensor_api", "explicit_batch_flag", "rules"), [
+    ("8.4.3.1", False, True, None),
+    ("8.5.2.2", True, True, "8.5"),   # JetPack 5.1
+    ("8.6.1.6", True, True, "8.6"),
+    ("9.2.0", True, True, None),
+    ("10.3.0", True, False, "10"),    # JetPack 6
+    ("10.13.2.6", True, False, "10"),
+])
+def test_version_dispatch(version, tensor_api, explicit_batch_flag, rules):
+    assert te.uses_tensor_api(version) is tensor_api
+    assert te.needs_explicit_batch_flag(version) is explicit_batch_flag
+    assert te.rules_version(version) == rules
+
+
+def test_unparsable_version_is_named():
+    with pytest.raises(ValueError, match="not a TensorRT version: 'abc'"):
+        te.parse_version("abc")
+
+
+def test_installed_lines_say_what_is_missing():
+    lines = te.installed_lines()
+    assert lines[0].startswith("Python 3.")
+    ok, _ = te.tensorrt_available()
+    if ok:
+        pytest.skip("TensorRT is installed here")
+    assert any(line.startswith("TensorRT: not importable") for line in lines)

@@ -1,7 +1,9 @@
 """Frames for INT8 calibration: from a folder of images or from an image topic in a rosbag.
 
 Every source yields H x W x 3 uint8 frames in RGB order; the calibrator converts them to the
-engine's channel order and input size.
+engine's channel order and input size. :meth:`CalibrationSource.validate` checks a source
+before an engine build starts: the frames are read lazily, from inside TensorRT's calibrator,
+where a missing folder or topic would otherwise surface as an opaque build failure minutes in.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -18,20 +21,50 @@ from ..data.datasets import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
-def frames_from_folder(folder: str | os.PathLike, limit: int) -> Iterator[np.ndarray]:
-    """Up to ``limit`` RGB frames from the images in ``folder`` (sorted, recursive)."""
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The images under ``folder`` (sorted, recursive).
+
+    Raises:
+        ValueError: the folder is missing or holds no image.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"calibration image folder not found: {folder}")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
-    for path in files[:limit]:
+    return files
+
+
+def frames_from_folder(folder: str | os.PathLike, limit: int) -> Iterator[np.ndarray]:
+    """Up to ``limit`` RGB frames from the images in ``folder`` (sorted, recursive)."""
+    for path in image_files(folder)[:limit]:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             log.warning("skipping unreadable image %s", path)
             continue
         yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def check_bag_topic(bag: str | os.PathLike, topic: str) -> int:
+    """The number of messages of image ``topic`` in ``bag``.
+
+    Raises:
+        ValueError: the bag is missing or unreadable, or the topic is missing, not an image
+            topic, or empty (the message names the bag, the topic and the bag's topics).
+    """
+    from bisestdc_ros.bag_io import IMAGE_TYPES, BagError, BagReader  # noqa: PLC0415
+
+    try:
+        with BagReader(bag) as reader:
+            reader.require_topic(topic, IMAGE_TYPES)
+            count = reader.counts.get(topic, 0)
+    except BagError as error:
+        raise ValueError(str(error)) from error
+    if count == 0:
+        raise ValueError(f"topic {topic} in bag {bag} has no messages")
+    return count
 
 
 def frames_from_bag(bag: str | os.PathLike, topic: str, limit: int) -> Iterator[np.ndarray]:
@@ -57,3 +90,56 @@ def frames_from_bag(bag: str | os.PathLike, topic: str, limit: int) -> Iterator[
             count += 1
             if count >= limit:
                 return
+
+
+@dataclass(frozen=True)
+class CalibrationSource:
+    """Where int8 calibration frames come from: an image folder, or a bag and its image topic.
+
+    Attributes:
+        images: folder of images (searched recursively).
+        bag: rosbag2 folder or file; needs ``topic``.
+        topic: Image or CompressedImage topic in ``bag``.
+        count: at most this many frames are used.
+    """
+
+    images: str | os.PathLike | None = None
+    bag: str | os.PathLike | None = None
+    topic: str | None = None
+    count: int = 256
+
+    @property
+    def given(self) -> bool:
+        return bool(self.images or self.bag)
+
+    def describe(self) -> str:
+        return f"images {self.images}" if self.images else f"bag {self.bag} topic {self.topic}"
+
+    def validate(self) -> None:
+        """Check the source without reading its frames.
+
+        Raises:
+            ValueError: no source, both sources, a bag without a topic (or a topic without a
+                bag), a missing or empty folder, an unreadable bag, a missing, non-image or
+                empty topic, or a count below 1; the message names the path or topic.
+        """
+        if self.images and self.bag:
+            raise ValueError("give one calibration source: an image folder or a bag, not both")
+        if self.topic and not self.bag:
+            raise ValueError(f"calibration topic {self.topic} given without a bag")
+        if int(self.count) < 1:
+            raise ValueError(f"calibration frame count must be at least 1, got {self.count}")
+        if self.images:
+            image_files(self.images)
+        elif self.bag:
+            if not self.topic:
+                raise ValueError(f"calibration bag {self.bag} needs an image topic")
+            check_bag_topic(self.bag, self.topic)
+        else:
+            raise ValueError("int8 calibration needs an image folder or a bag and topic")
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """RGB frames (H x W x 3 uint8), at most ``count``."""
+        if self.images:
+            return frames_from_folder(self.images, int(self.count))
+        return frames_from_bag(self.bag, str(self.topic), int(self.count))

@@ -65,24 +65,29 @@ class Preprocess(nn.Module):
         return x * self.scale + self.shift
 
 
-def labels_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """N x C x h x w logits -> N x h x w uint8 train ids (argmax over classes)."""
-    return logits.argmax(dim=1).to(torch.uint8)
+def labels_from_logits(logits: torch.Tensor, dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+    """N x C x h x w logits -> N x h x w train ids (argmax over classes), uint8 by default.
+
+    The exported graphs ask for float32 and cast to uint8 as their last node (TensorRT accepts
+    uint8 only at the graph's boundary).
+    """
+    return logits.argmax(dim=1).to(dtype)
 
 
-def confidence_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """N x C x h x w logits -> N x h x w uint8: max softmax probability x 255, rounded.
+def confidence_from_logits(logits: torch.Tensor, dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+    """N x C x h x w logits -> N x h x w: max softmax probability x 255, rounded (whole numbers
+    0..255 in ``dtype``, uint8 by default).
 
     max softmax = 1 / sum(exp(l - max l)); computed in fp32 for fp16 networks.
     """
     logits = logits.float()
     top = logits.amax(dim=1, keepdim=True)
     prob = 1.0 / torch.exp(logits - top).sum(dim=1)
-    return torch.round(prob * 255.0).to(torch.uint8)
+    return torch.round(prob * 255.0).to(dtype)
 
 
 def resize_nearest(maps: torch.Tensor, size: Sequence[int], always: bool = False) -> torch.Tensor:
-    """N x h x w uint8 -> N x H x W uint8, nearest (torch's floor rule, like OpenCV's).
+    """N x h x w maps -> N x H x W of the same dtype, nearest (torch's floor rule, like OpenCV's).
 
     ``always`` emits the resize at equal sizes too (tracing graphs with dynamic H/W).
     """
@@ -91,4 +96,4 @@ def resize_nearest(maps: torch.Tensor, size: Sequence[int], always: bool = False
     # Through float: nearest copies values, so 0..255 survive exactly; uint8 Resize is not
     # implemented by every ONNX backend.
     out = F.interpolate(maps[:, None].float(), size=tuple(size), mode="nearest")
-    return out[:, 0].to(torch.uint8)
+    return out[:, 0].to(maps.dtype)

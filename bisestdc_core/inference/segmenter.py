@@ -10,7 +10,9 @@ Engines (see :func:`available_engines`):
   into the cache (keyed by the checkpoint's hash and the export settings); CPU, or CUDA with
   onnxruntime-gpu.
 
-``engine="auto"`` tries them in that order and logs which it took and why the others were not.
+``engine="auto"`` tries them in that order and logs which it took and why the others were not;
+when TensorRT is installed but parsing or building the engine fails, ``auto`` logs the reason
+once and takes the next engine, while an explicit ``engine="tensorrt"`` fails at start with it.
 
 Timing stages: ``preprocess`` is what happens before the network (for the CUDA graph engine:
 host staging and the upload; the in-graph normalise/resize is counted in ``inference``),
@@ -35,6 +37,7 @@ import torch
 
 from ..classes import ClassSet
 from .base import Engine
+from .calibration_data import CalibrationSource
 from .loading import load_network, resolve_class_set
 from .processing import DEFAULT_NETWORK_SIZE, check_channel_order
 
@@ -95,7 +98,12 @@ class Segmenter:
         engine_path: a prebuilt TensorRT engine (with its ``.json`` sidecar).
         engine: ``auto``, ``tensorrt``, ``torch`` or ``onnxruntime``.
         device: ``auto``, ``cpu`` or ``cuda[:i]``.
-        precision: ``fp32``, ``fp16`` (CUDA engines) or ``int8`` (TensorRT).
+        precision: ``fp32``, ``fp16`` (CUDA engines) or ``int8`` (TensorRT). int8 needs a
+            prebuilt ``engine_path``, an explicitly quantized (QDQ) ``onnx``, a
+            ``calibration`` source or an existing ``calib_cache``; anything else is refused here,
+            and a given source is validated here, before any engine is built.
+        calibration: int8 calibration frames (image folder, or bag and topic).
+        calib_cache: int8 calibration cache file (read if present, written after calibrating).
         network_size: (H, W) the network runs at; default: the checkpoint's / ONNX's, else
             (512, 1024).
         model_name, num_classes: describe seed checkpoints and random networks.
@@ -112,6 +120,8 @@ class Segmenter:
         device: str = "auto", precision: str = "fp32",
         network_size: Sequence[int] | None = None, model_name: str = "bisestdc",
         num_classes: int = 19, class_set: ClassSet | str | None = None,
+        calibration: CalibrationSource | None = None,
+        calib_cache: str | os.PathLike | None = None,
     ):
         if engine not in ("auto", *ENGINES):
             raise ValueError(f"engine must be 'auto' or one of {ENGINES}, got {engine!r}")
@@ -123,6 +133,12 @@ class Segmenter:
         self._weights = weights
         self._onnx = onnx
         self._engine_path = engine_path
+        self._calibration = calibration
+        self._calib_cache = calib_cache
+        if precision == "int8" and engine_path is None:
+            from .tensorrt_engine import int8_mode  # noqa: PLC0415
+
+            int8_mode(onnx, calibration, calib_cache)
         self._model_name = model_name
         self._num_classes = num_classes
         self._requested_size = tuple(int(v) for v in network_size) if network_size else None
@@ -163,8 +179,18 @@ class Segmenter:
         reasons: dict[str, str] = {}
         for name in order:
             reason = self._unavailable_reason(name, precision)
-            if reason is None:
+            if reason is None and name == "tensorrt":
+                try:
+                    built = self._make_tensorrt(precision)
+                except (RuntimeError, ValueError) as error:
+                    if engine != "auto":
+                        raise RuntimeError(f"engine tensorrt failed: {error}") from error
+                    reason = f"installed, but the engine could not be made: {error}"
+                    log.warning("engine auto: TensorRT failed, trying the next engine (%s)",
+                                error)
+            elif reason is None:
                 built = getattr(self, f"_make_{name}")(precision)
+            if reason is None:
                 if engine == "auto":
                     skipped = "; ".join(f"{k}: {v}" for k, v in reasons.items()) or "none"
                     log.info("engine auto -> %s on %s (%s); not taken: %s", name,
@@ -214,7 +240,8 @@ class Segmenter:
         path = self._engine_path
         if path is None:
             onnx_path = self._onnx or self._export_for_tensorrt()
-            path = ensure_engine(onnx_path, precision=precision, device_index=index)
+            path = ensure_engine(onnx_path, precision=precision, device_index=index,
+                                 calibration=self._calibration, calib_cache=self._calib_cache)
         built = TensorRTEngine(path, index)
         self._meta = {"num_classes": built.meta.get("num_classes", self._num_classes),
                       "class_set": built.meta.get("class_set")}

@@ -1,32 +1,38 @@
 """TensorRT engines: ahead-of-time build from the exported ONNX, an on-disk cache, a runner.
 
-NOTE: this path was written against the documented TensorRT 8.6 and 10 Python APIs and the
-pycuda API; it has not been executed in this project's environment (no GPU, no TensorRT
-there). The cache-key and staleness logic at the top is pure Python and is unit-tested.
+NOTE: this path is written against the TensorRT 8.5, 8.6 and 10.x Python APIs and the pycuda
+API; it has not been executed in this project's environment (no GPU, no TensorRT there). The
+cache key, the int8 input checks and the version dispatch are pure Python and unit-tested; the
+exported graphs are checked against the ONNX parser's rules (:mod:`.tensorrt_rules`).
 
-* Build: ``OnnxParser`` -> ``IBuilderConfig`` (workspace pool limit, FP16 / INT8 flags,
-  ``IInt8EntropyCalibrator2`` fed from an image folder or a rosbag, calibration cache file)
-  -> ``build_serialized_network``. 8.6 needs the EXPLICIT_BATCH creation flag; 10 has explicit
-  batch only (the flag is deprecated), so ``create_network(0)``.
+* Build: ``OnnxParser`` -> ``IBuilderConfig`` (workspace pool limit, FP16 / INT8 flags) ->
+  ``build_serialized_network``. Below 10 the network needs the EXPLICIT_BATCH creation flag;
+  10 has explicit batch only, so ``create_network(0)``. int8 comes either from an explicitly
+  quantized (QDQ) graph, which needs no calibrator and is the way on TensorRT 10 (implicit
+  calibration is deprecated there), or from ``IInt8EntropyCalibrator2`` fed from an image folder
+  or a rosbag topic, validated before the builder starts, with a calibration cache file.
 * Cache: ``<engine>.json`` beside each engine records the key (ONNX sha256, GPU name, compute
   capability, TensorRT version, precision, input shape). A valid cache is reused; a stale one
   is rebuilt with a log line naming exactly which key changed. Engines are not portable across
   GPUs or TensorRT versions, hence the key.
-* Run: page-locked host buffers, device buffers, one stream, async copies. 8.6 uses the
-  bindings API (``execute_async_v2``), 10 the tensor API (``set_tensor_address``,
-  ``execute_async_v3``).
+* Run: page-locked host buffers, device buffers, one stream, async copies. TensorRT 8.5 and
+  later use the tensor API (``set_tensor_address``, ``execute_async_v3``); older versions the
+  bindings API (``execute_async_v2``). Every pycuda allocation is freed with its context pushed.
 * Jetson: no discrete GPU is assumed. On Jetson (``INTEGRATED`` device attribute) host and
   device share one DRAM (unified memory), so the "copies" are cheap DRAM-to-DRAM moves; mapped
   zero-copy buffers could skip them, but the explicit copies keep one code path for both.
 
-``tensorrt`` and ``pycuda`` are imported lazily, only inside functions.
+``tensorrt`` and ``pycuda`` are imported lazily, only inside functions; the one TensorRT logger
+(:func:`trt_logger`) is created on first use and shared by every builder, parser and runtime.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import platform
 import re
 import threading
 import time
@@ -37,15 +43,18 @@ from typing import Any
 import numpy as np
 
 from .base import EngineOutput, prepare_frame, resize_map
+from .calibration_data import CalibrationSource
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
-    "TensorRT Python bindings not found: install TensorRT 8.6+ (pip install tensorrt or "
-    "JetPack) and pycuda"
+    "TensorRT Python bindings not found: install TensorRT 8.5+ (pip install tensorrt, or "
+    "JetPack's python3-libnvinfer) and pycuda"
 )
 PRECISIONS = ("fp16", "fp32", "int8")
 SIDECAR_FORMAT = "bisestdc-tensorrt"
+# The first version with the name-based tensor API (set_tensor_address, execute_async_v3).
+TENSOR_API_SINCE = (8, 5)
 # Every field that makes a serialised engine unusable when it changes.
 CACHE_KEY_FIELDS = (
     "onnx_sha256", "gpu_name", "compute_capability", "tensorrt_version", "precision",
@@ -130,7 +139,7 @@ def default_engine_path(cache_root: Path, key: dict[str, Any]) -> Path:
     return cache_root / name
 
 
-# ---- lazy imports and device facts ----------------------------------------------------------
+# ---- lazy imports, versions and device facts ------------------------------------------------
 
 def import_tensorrt() -> tuple[Any, Any]:
     """``(tensorrt, pycuda.driver)``, or RuntimeError saying what to install."""
@@ -151,8 +160,41 @@ def tensorrt_available() -> tuple[bool, str]:
     return True, f"TensorRT {trt.__version__}"
 
 
-def trt_major(trt: Any) -> int:
-    return int(str(trt.__version__).split(".")[0])
+def parse_version(version: str) -> tuple[int, int]:
+    """``"8.6.1.6"`` -> ``(8, 6)``."""
+    parts = (str(version).split(".") + ["0"])[:2]
+    try:
+        return int(parts[0]), int(parts[1])
+    except ValueError as exc:
+        raise ValueError(f"not a TensorRT version: {version!r}") from exc
+
+
+def uses_tensor_api(version: str) -> bool:
+    """TensorRT 8.5 and later: name-based tensors; older: binding indices."""
+    return parse_version(version) >= TENSOR_API_SINCE
+
+
+def needs_explicit_batch_flag(version: str) -> bool:
+    """Below 10 a network is implicit-batch unless EXPLICIT_BATCH is set; 10 has no other."""
+    return parse_version(version) < (10, 0)
+
+
+def rules_version(version: str) -> str | None:
+    """The :data:`.tensorrt_rules.RULES` entry for an installed TensorRT, None when none fits."""
+    from .tensorrt_rules import RULES  # noqa: PLC0415
+
+    major, minor = parse_version(version)
+    for key in (f"{major}.{minor}", str(major)):
+        if key in RULES:
+            return key
+    return None
+
+
+@functools.cache
+def trt_logger() -> Any:
+    """The process' one TensorRT logger (TensorRT expects a single logger per process)."""
+    trt, _ = import_tensorrt()
+    return trt.Logger(trt.Logger.WARNING)
 
 
 def gpu_info(device_index: int = 0) -> dict[str, Any]:
@@ -166,6 +208,62 @@ def gpu_info(device_index: int = 0) -> dict[str, Any]:
         "integrated": bool(device.get_attribute(cuda.device_attribute.INTEGRATED)),
         "total_memory": int(device.total_memory()),
     }
+
+
+def installed_lines() -> list[str]:
+    """What the TensorRT path finds on this machine: Python, TensorRT, pycuda, CUDA devices."""
+    lines = [f"Python {platform.python_version()} ({platform.machine()})"]
+    try:
+        import tensorrt as trt  # noqa: PLC0415
+
+        api = "tensor API" if uses_tensor_api(trt.__version__) else "bindings API"
+        lines.append(f"TensorRT {trt.__version__} ({api}; parser rules "
+                     f"{rules_version(trt.__version__) or 'unknown for this version'})")
+    except ImportError as exc:
+        lines.append(f"TensorRT: not importable ({exc})")
+    try:
+        import pycuda  # noqa: PLC0415
+        import pycuda.driver as cuda  # noqa: PLC0415
+    except ImportError as exc:
+        lines.append(f"pycuda: not importable ({exc}); CUDA devices: unknown")
+        return lines
+    cuda_version = ".".join(str(v) for v in cuda.get_version())
+    lines.append(f"pycuda {pycuda.VERSION_TEXT} (built for CUDA {cuda_version})")
+    try:
+        cuda.init()
+        count = cuda.Device.count()
+    except cuda.Error as exc:
+        lines.append(f"CUDA devices: none usable ({exc})")
+        return lines
+    for index in range(count):
+        info = gpu_info(index)
+        kind = "integrated (Jetson)" if info["integrated"] else "discrete"
+        cc = ".".join(str(v) for v in info["compute_capability"])
+        lines.append(f"CUDA device {index}: {info['name']}, compute capability {cc}, {kind}, "
+                     f"{info['total_memory'] / 2**30:.1f} GiB")
+    if count == 0:
+        lines.append("CUDA devices: none")
+    return lines
+
+
+def parse_with_tensorrt(onnx_path: str | os.PathLike) -> list[str]:
+    """The installed TensorRT parser's errors for ``onnx_path`` ([] when it parses).
+
+    Raises:
+        RuntimeError: TensorRT or pycuda missing, or no CUDA device for the builder.
+    """
+    trt, cuda = import_tensorrt()
+    try:
+        context = _CudaContext(cuda)
+    except cuda.Error as error:
+        raise RuntimeError(f"no usable CUDA device for the TensorRT builder ({error})") from error
+    with context:
+        builder = trt.Builder(trt_logger())
+        network = builder.create_network(_network_flags(trt))
+        parser = trt.OnnxParser(network, trt_logger())
+        if parser.parse(Path(onnx_path).read_bytes()):
+            return []
+        return [str(parser.get_error(i)) for i in range(parser.num_errors)]
 
 
 class _CudaContext:
@@ -188,27 +286,105 @@ class _CudaContext:
         return False
 
 
-# ---- INT8 calibration -----------------------------------------------------------------------
+def _network_flags(trt: Any) -> int:
+    if needs_explicit_batch_flag(trt.__version__):
+        return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    return 0
 
-def calibration_frames(
-    input_shape: Sequence[int], channel_order: str, calib_images: str | None,
-    calib_bag: str | None, calib_topic: str | None, count: int,
-) -> Iterator[np.ndarray]:
-    """1 x H x W x 3 uint8 frames at the engine input size, in its channel order."""
-    from .calibration_data import frames_from_bag, frames_from_folder  # noqa: PLC0415
 
-    if calib_images:
-        source = frames_from_folder(calib_images, count)
-    elif calib_bag:
-        if not calib_topic:
-            raise ValueError("--calib-bag needs --calib-topic")
-        source = frames_from_bag(calib_bag, calib_topic, count)
-    else:
-        raise ValueError("int8 calibration needs an image folder or a bag and topic")
+# ---- INT8 inputs and calibration ------------------------------------------------------------
+
+def default_calibration_cache(engine_path: str | os.PathLike, onnx_sha256: str) -> Path:
+    """``<engine stem>.<onnx sha256[:16]>.calib`` beside the engine.
+
+    Scales belong to the weights they were measured on: a cache named after the ONNX's hash is
+    never reused for an engine rebuilt from new weights.
+    """
+    engine_path = Path(engine_path)
+    return engine_path.with_name(f"{engine_path.stem}.{onnx_sha256[:16]}.calib")
+
+
+def int8_mode(onnx_path: str | os.PathLike | None, calibration: CalibrationSource | None,
+              calib_cache: str | os.PathLike | None) -> str:
+    """How an int8 engine gets its scales, checked before any build starts.
+
+    ``onnx_path`` None stands for a graph still to be exported from weights (never QDQ).
+
+    Returns:
+        ``qdq`` (an explicitly quantized graph carries them), ``calibrate`` (from a validated
+        source), or ``cache`` (an existing calibration cache file, no source).
+
+    Raises:
+        ValueError: none of the three, or an invalid source (the message names it).
+    """
+    from .tensorrt_rules import is_explicitly_quantized  # noqa: PLC0415
+
+    if onnx_path is not None and is_explicitly_quantized(onnx_path):
+        return "qdq"
+    if calibration is not None and calibration.given:
+        calibration.validate()
+        return "calibrate"
+    if calib_cache is not None and Path(calib_cache).is_file():
+        return "cache"
+    cache_note = f" (no calibration cache at {calib_cache})" if calib_cache else ""
+    graph = onnx_path or "the exported weights"
+    raise ValueError(
+        f"int8 from {graph} needs a calibration source (an image folder, or a bag and its "
+        f"image topic), an existing calibration cache, or an explicitly quantized (QDQ) "
+        f"ONNX{cache_note}")
+
+
+def calibration_frames(input_shape: Sequence[int], channel_order: str,
+                       calibration: CalibrationSource | None) -> Iterator[np.ndarray]:
+    """1 x H x W x 3 uint8 frames at the engine input size, in its channel order (none when
+    only a cache is used)."""
+    if calibration is None or not calibration.given:
+        return
     height, width = int(input_shape[1]), int(input_shape[2])
-    for rgb in source:
+    for rgb in calibration.frames():
         # The same host resize the runner applies, so calibration sees what inference sees.
         yield prepare_frame(rgb, "rgb", channel_order, (height, width))
+
+
+class CalibrationFeed:
+    """The calibrator's batches, with any exception kept instead of thrown into TensorRT.
+
+    TensorRT calls ``get_batch`` from C++, which turns a Python exception into a bare build
+    failure; the feed keeps the exception in ``error`` and ends calibration, and
+    :func:`build_engine` re-raises it after the build.
+
+    Args:
+        frames: engine-ready input arrays.
+        upload: copies one array to the device buffer and returns its address.
+        cache_file: named in the error when there is no frame at all.
+    """
+
+    def __init__(self, frames: Iterator[np.ndarray], upload: Any, cache_file: Path):
+        self._frames = frames
+        self._upload = upload
+        self._cache_file = cache_file
+        self.used = 0
+        self.error: BaseException | None = None
+
+    def next_batch(self) -> list[int] | None:
+        """Device addresses of the next batch, or None when calibration is over."""
+        if self.error is not None:
+            return None
+        try:
+            frame = next(self._frames, None)
+            if frame is None:
+                if self.used == 0:
+                    raise RuntimeError(
+                        f"no calibration frames: the calibration cache {self._cache_file} was "
+                        "missing or not accepted, and no calibration source gave a frame")
+                log.info("calibration used %d frames", self.used)
+                return None
+            address = self._upload(np.ascontiguousarray(frame))
+        except Exception as exc:  # noqa: BLE001 - kept and re-raised after the build
+            self.error = exc
+            return None
+        self.used += 1
+        return [int(address)]
 
 
 def _make_calibrator(trt: Any, cuda: Any, frames: Iterator[np.ndarray], nbytes: int,
@@ -218,21 +394,18 @@ def _make_calibrator(trt: Any, cuda: Any, frames: Iterator[np.ndarray], nbytes: 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
             trt.IInt8EntropyCalibrator2.__init__(self)
-            self.frames = frames
             self.device_input = cuda.mem_alloc(nbytes)
-            self.used = 0
+            self.feed = CalibrationFeed(frames, self._upload, cache_file)
+
+        def _upload(self, frame: np.ndarray) -> int:
+            cuda.memcpy_htod(self.device_input, frame)
+            return int(self.device_input)
 
         def get_batch_size(self) -> int:
             return 1
 
         def get_batch(self, names):  # noqa: ARG002 - one input
-            frame = next(self.frames, None)
-            if frame is None:
-                log.info("calibration used %d frames", self.used)
-                return None
-            cuda.memcpy_htod(self.device_input, np.ascontiguousarray(frame))
-            self.used += 1
-            return [int(self.device_input)]
+            return self.feed.next_batch()
 
         def read_calibration_cache(self):
             if cache_file.is_file():
@@ -244,6 +417,10 @@ def _make_calibrator(trt: Any, cuda: Any, frames: Iterator[np.ndarray], nbytes: 
             cache_file.write_bytes(bytes(cache))
             log.info("wrote calibration cache %s", cache_file)
 
+        def free(self) -> None:
+            """Release the device buffer; call with the CUDA context pushed."""
+            self.device_input.free()
+
     return EntropyCalibrator()
 
 
@@ -252,28 +429,25 @@ def _make_calibrator(trt: Any, cuda: Any, frames: Iterator[np.ndarray], nbytes: 
 def build_engine(
     onnx_path: str | os.PathLike, engine_path: str | os.PathLike, precision: str,
     input_shape: Sequence[int], *, workspace_mb: int = 2048, channel_order: str = "rgb",
-    calib_images: str | None = None, calib_bag: str | None = None,
-    calib_topic: str | None = None, calib_count: int = 256,
-    calib_cache: str | os.PathLike | None = None,
+    calibration: CalibrationSource | None = None, calib_cache: str | os.PathLike | None = None,
 ) -> Path:
     """Parse the ONNX, build a serialised engine, write it atomically. Returns its path.
 
     Raises:
-        RuntimeError: TensorRT missing, parse errors (listed), or a failed build.
+        ValueError: int8 without a usable source of scales (checked before TensorRT loads).
+        RuntimeError: TensorRT missing, parse errors (listed, with the parser rules' verdict),
+            an exception from the calibration frames, or a failed build.
     """
-    trt, cuda = import_tensorrt()
     engine_path = Path(engine_path)
-    logger = trt.Logger(trt.Logger.WARNING)
+    cache = Path(calib_cache or engine_path.with_suffix(".calib"))
+    mode = int8_mode(onnx_path, calibration, cache) if precision == "int8" else None
+    trt, cuda = import_tensorrt()
     with _CudaContext(cuda):
-        builder = trt.Builder(logger)
-        flags = 0 if trt_major(trt) >= 10 else (
-            1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-        )
-        network = builder.create_network(flags)
-        parser = trt.OnnxParser(network, logger)
+        builder = trt.Builder(trt_logger())
+        network = builder.create_network(_network_flags(trt))
+        parser = trt.OnnxParser(network, trt_logger())
         if not parser.parse(Path(onnx_path).read_bytes()):
-            errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-            raise RuntimeError(f"TensorRT could not parse {onnx_path}: " + "; ".join(errors))
+            raise RuntimeError(_parse_failure(trt, onnx_path, parser))
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
         shape = tuple(int(v) for v in input_shape)
@@ -292,17 +466,28 @@ def build_engine(
         calibrator = None
         if precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
-            cache = Path(calib_cache or engine_path.with_suffix(".calib"))
-            frames = calibration_frames(shape, channel_order, calib_images, calib_bag,
-                                        calib_topic, calib_count)
-            calibrator = _make_calibrator(trt, cuda, frames, int(np.prod(shape)), cache)
-            config.int8_calibrator = calibrator
-            if profile is not None:
-                config.set_calibration_profile(profile)
-        log.info("building TensorRT %s engine from %s (minutes on small devices)", precision,
-                 onnx_path)
+            if mode != "qdq":
+                if not needs_explicit_batch_flag(trt.__version__):
+                    log.warning("TensorRT %s deprecates implicit int8 calibration; an "
+                                "explicitly quantized (QDQ) ONNX builds without it",
+                                trt.__version__)
+                frames = calibration_frames(shape, channel_order, calibration)
+                calibrator = _make_calibrator(trt, cuda, frames, int(np.prod(shape)), cache)
+                config.int8_calibrator = calibrator
+                if profile is not None:
+                    config.set_calibration_profile(profile)
+        log.info("building TensorRT %s engine from %s (%s; minutes on small devices)",
+                 precision, onnx_path, f"int8 scales: {mode}" if mode else "no calibration")
         start = time.perf_counter()
-        serialized = builder.build_serialized_network(network, config)
+        try:
+            serialized = builder.build_serialized_network(network, config)
+        finally:
+            if calibrator is not None:
+                calibrator.free()
+        if calibrator is not None and calibrator.feed.error is not None:
+            source = calibration.describe() if mode == "calibrate" else f"cache {cache}"
+            raise RuntimeError(f"int8 calibration from {source} failed: "
+                               f"{calibrator.feed.error}") from calibrator.feed.error
         if serialized is None:
             raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
     engine_path.parent.mkdir(parents=True, exist_ok=True)
@@ -310,34 +495,53 @@ def build_engine(
     tmp.write_bytes(bytes(serialized))
     os.replace(tmp, engine_path)
     log.info("built %s in %.0f s", engine_path, time.perf_counter() - start)
-    del calibrator
     return engine_path
+
+
+def _parse_failure(trt: Any, onnx_path: str | os.PathLike, parser: Any) -> str:
+    """The parser's errors plus what the documented rules say about the graph."""
+    from .tensorrt_rules import check_tensorrt_rules  # noqa: PLC0415
+
+    errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+    message = f"TensorRT {trt.__version__} could not parse {onnx_path}: " + "; ".join(errors)
+    version = rules_version(trt.__version__)
+    if version is not None:
+        problems = check_tensorrt_rules(onnx_path, (version,))[version]
+        if problems:
+            message += f" (parser rules for {version}: " + "; ".join(problems) + ")"
+    return message
 
 
 def ensure_engine(
     onnx_path: str | os.PathLike, engine_path: str | os.PathLike | None = None,
     precision: str = "fp16", *, workspace_mb: int = 2048, device_index: int = 0,
-    calib_images: str | None = None, calib_bag: str | None = None,
-    calib_topic: str | None = None, calib_count: int = 256,
-    calib_cache: str | os.PathLike | None = None,
+    calibration: CalibrationSource | None = None, calib_cache: str | os.PathLike | None = None,
 ) -> Path:
     """Reuse a valid cached engine for this ONNX/GPU/TensorRT/precision/shape, or build one.
 
     ``engine_path`` None puts the engine in the cache folder under a name derived from the key.
+    int8 inputs are checked before TensorRT is loaded (see :func:`int8_mode`).
     """
     from ..export import cache_dir, read_sidecar  # noqa: PLC0415 - avoid an import cycle
     from .loading import file_sha256  # noqa: PLC0415
 
-    trt, _ = import_tensorrt()
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise ValueError(f"ONNX file not found: {onnx_path}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    onnx_sha256 = file_sha256(onnx_path)
+    if precision == "int8":
+        if calib_cache is None and engine_path is not None:
+            calib_cache = default_calibration_cache(engine_path, onnx_sha256)
+        int8_mode(onnx_path, calibration, calib_cache)
+    trt, _ = import_tensorrt()
     onnx_meta = read_sidecar(onnx_path) or {}
     shape = onnx_meta.get("input", {}).get("shape") or [None] * 4
     if any(v is None for v in shape):  # dynamic export: build for the network size
         shape = [1, *onnx_meta.get("network_size", (512, 1024)), 3]
-    key = engine_cache_key(file_sha256(onnx_path), gpu_info(device_index), trt.__version__,
-                           precision, shape)
+    key = engine_cache_key(onnx_sha256, gpu_info(device_index), trt.__version__, precision,
+                           shape)
     engine_path = Path(engine_path) if engine_path else default_engine_path(
         cache_dir("tensorrt"), key)
     reasons = cache_status(engine_path, key)
@@ -346,15 +550,9 @@ def ensure_engine(
         return engine_path
     if engine_path.is_file():
         log.info("rebuilding stale TensorRT engine %s: %s", engine_path, "; ".join(reasons))
-    if calib_cache is None:
-        # Scales belong to the weights they were measured on: a cache named after the ONNX's
-        # hash is never reused for an engine rebuilt from new weights.
-        calib_cache = engine_path.with_name(
-            f"{engine_path.stem}.{key['onnx_sha256'][:16]}.calib")
     build_engine(onnx_path, engine_path, precision, shape, workspace_mb=workspace_mb,
-                 channel_order=onnx_meta.get("channel_order", "rgb"),
-                 calib_images=calib_images, calib_bag=calib_bag, calib_topic=calib_topic,
-                 calib_count=calib_count, calib_cache=calib_cache)
+                 channel_order=onnx_meta.get("channel_order", "rgb"), calibration=calibration,
+                 calib_cache=calib_cache or default_calibration_cache(engine_path, onnx_sha256))
     sidecar = {"format": SIDECAR_FORMAT, **key, "onnx": onnx_meta,
                "onnx_path": str(onnx_path)}
     engine_sidecar_path(engine_path).write_text(json.dumps(sidecar, indent=2) + "\n")
@@ -366,29 +564,34 @@ def ensure_engine(
 class TensorRTRunner:
     """Deserialised engine + execution context + page-locked/device buffers + one stream.
 
-    ``infer`` takes the input array (engine shape and dtype) and returns output arrays by name.
+    ``infer`` takes the input array (engine shape and dtype) and returns output arrays by name;
+    ``close`` frees the device buffers inside their context.
     """
 
     def __init__(self, engine_path: str | os.PathLike, device_index: int = 0):
         trt, cuda = import_tensorrt()
         self._trt, self._cuda = trt, cuda
         self._context_guard = _CudaContext(cuda, device_index)
-        self._tensor_api = trt_major(trt) >= 10
+        self._tensor_api = uses_tensor_api(trt.__version__)
+        self.inputs: dict[str, tuple[Any, Any]] = {}
+        self.outputs: dict[str, tuple[Any, Any]] = {}
+        self.bindings: list[int] = []
         with self._context_guard:
-            self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            self._runtime = trt.Runtime(trt_logger())
             self.engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
             if self.engine is None:
                 raise RuntimeError(f"TensorRT could not deserialise {engine_path} (built for "
                                    "another GPU or TensorRT version?)")
             self.context = self.engine.create_execution_context()
             self.stream = cuda.Stream()
-            self.inputs: dict[str, tuple[Any, Any]] = {}
-            self.outputs: dict[str, tuple[Any, Any]] = {}
-            self.bindings: list[int] = []
-            if self._tensor_api:
-                self._allocate_tensor_api()
-            else:
-                self._allocate_bindings_api()
+            try:
+                if self._tensor_api:
+                    self._allocate_tensor_api()
+                else:
+                    self._allocate_bindings_api()
+            except BaseException:
+                self._free()
+                raise
 
     def _allocate(self, name: str, shape: Sequence[int], dtype: Any, is_input: bool) -> int:
         host = self._cuda.pagelocked_empty(tuple(shape), dtype)
@@ -446,6 +649,31 @@ class TensorRTRunner:
             self.stream.synchronize()
             return {name: host.copy() for name, (host, _) in self.outputs.items()}
 
+    def _free(self) -> None:
+        """Free device buffers, context and engine; call with the CUDA context pushed."""
+        for _, device in (*self.inputs.values(), *self.outputs.values()):
+            device.free()
+        self.inputs.clear()
+        self.outputs.clear()
+        self.bindings.clear()
+        self.context = None
+        self.engine = None
+
+    def close(self) -> None:
+        """Release the GPU memory now (not whenever the garbage collector runs, in whatever
+        context is current then)."""
+        if getattr(self, "engine", None) is None:
+            return
+        with self._context_guard:
+            self._free()
+
+    def __del__(self):
+        # pycuda would free the buffers itself, but without this device's context pushed.
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: the driver may be gone
+            log.debug("TensorRT runner buffers not freed at exit", exc_info=True)
+
 
 class TensorRTEngine:
     """The Segmenter's TensorRT engine: a fixed-shape engine plus host-side resizing."""
@@ -475,6 +703,10 @@ class TensorRTEngine:
         self.runner = TensorRTRunner(engine_path, device_index)
         self.input_hw = tuple(self.runner.input_shape()[1:3])
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self.runner.close()
 
     def infer(self, frame: np.ndarray, channel_order: str, with_confidence: bool) -> EngineOutput:
         if with_confidence and "confidence" not in self.runner.outputs:
