@@ -20,7 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bisestdc_core.training.cli import add_debug_flag, run_command
+from bisestdc_core.training.cli import HelpFormatter, add_debug_flag, run_command
 from bisestdc_core.training.config import Config, ConfigError, load_config
 from bisestdc_core.training.distributed import require_cuda_message
 
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m training.train",
         description="Train a segmentation network with the seed's recipe.",
         epilog="Overrides: section.key=value, e.g. train.max_iters=1000 data.root=/data/cs",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--config", type=Path, required=True, help="YAML config file")
     parser.add_argument("--skip-bad", action="store_true",

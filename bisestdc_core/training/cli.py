@@ -18,9 +18,25 @@ from bisestdc_core.models.checkpoint import CheckpointError
 
 from .config import ConfigError
 
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used (named in the message)."""
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError, CheckpointError, DatasetCheckError, FileNotFoundError)
+    ConfigError, UsageError, CheckpointError, DatasetCheckError, FileNotFoundError)
 USAGE_EXIT = 2
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """ArgumentDefaultsHelpFormatter that leaves out empty defaults (None, False) and those the
+    help text already describes (it says "default")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
