@@ -189,25 +189,34 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
     # ---- 5. resume ------------------------------------------------------------------------
-    def _resume(self) -> None:
-        self.start_iter = 0
-        self.best_miou = -1.0
-        self.best_iteration = None
+    def _check_resume(self) -> None:
+        """Read last.pt (if any) and refuse it now, before the data and model cost time."""
+        self.resume_state = None
+        self.config_changes = []
         last = self.out_dir / "last.pt"
         if self.dist.is_main:
             # A run killed while saving leaves its temp file behind; last.pt itself is intact.
             for stale in self.out_dir.glob(".*.pt.*.tmp"):
                 stale.unlink()
         if not last.is_file():
+            return
+        state = read_file(last)
+        check_training_checkpoint(state, last)
+        self.config_changes = check_resume(state["config"], self.cfg.to_dict(), last,
+                                           self.allow_config_change)
+        self.resume_state = state
+
+    def _resume(self) -> None:
+        self.start_iter = 0
+        self.best_miou = -1.0
+        self.best_iteration = None
+        state, last = self.resume_state, self.out_dir / "last.pt"
+        if state is None:
             if self.dist.is_main:
                 dump_config(self.cfg, self.out_dir / "config.yaml")
                 for history in ("losses.jsonl", "evaluations.jsonl"):
                     cut_history(self.out_dir / history, 0)  # a fresh run's logs start empty
             return
-        state = read_file(last)
-        check_training_checkpoint(state, last)
-        changes = check_resume(state["config"], self.cfg.to_dict(), last,
-                               self.allow_config_change)
         _unwrap(self.model).load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         if "scaler" in state:
@@ -216,8 +225,10 @@ class Trainer:
         self.start_iter = int(state["iteration"])
         self.best_miou = float(state.get("best_miou", -1.0))
         self.best_iteration = state.get("best_iteration")
+        self.resume_state = None  # the optimizer holds its own copy now
         if self.dist.is_main:
-            record_changes(changes, self.start_iter, self.out_dir / "config_changes.jsonl")
+            record_changes(self.config_changes, self.start_iter,
+                           self.out_dir / "config_changes.jsonl")
             if not (self.out_dir / "config.yaml").is_file():
                 dump_config(self.cfg, self.out_dir / "config.yaml")
             for history in ("losses.jsonl", "evaluations.jsonl"):
@@ -259,9 +270,6 @@ class Trainer:
             self.writer.add_scalar("val/small_object_miou", small, iteration)
         log.info("iteration %d: val mIoU %.2f %%%s", iteration, 100 * miou,
                  f", small objects {100 * small:.2f} %" if small is not None else "")
-        with open(self.out_dir / "evaluations.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"iteration": iteration, "miou": miou,
-                                "small_object_miou": small}) + "\n")
         if miou > self.best_miou:
             self.best_miou, self.best_iteration = miou, iteration
             metrics.update(iteration=iteration, checkpoint="best.pt", dataset=self.cfg.data.dataset,
@@ -271,11 +279,16 @@ class Trainer:
                                         **self._card()),
                         self.out_dir / "best.pt")
             atomic_write_text(self.out_dir / "metrics.json", json.dumps(metrics, indent=2))
+        with open(self.out_dir / "evaluations.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"iteration": iteration, "miou": miou, "small_object_miou": small,
+                                "best_miou": self.best_miou,
+                                "best_iteration": self.best_iteration}) + "\n")
         return metrics
 
     # ---- 6. loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         self._setup()
+        self._check_resume()
         self._build_data()
         self._build_model()
         self._build_optimizer()
