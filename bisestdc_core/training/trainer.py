@@ -332,7 +332,10 @@ class Trainer:
                 images_seen += images.shape[0] * self.dist.world_size
                 bar.update(1)
                 if history is not None:
-                    history.write(json.dumps({"iteration": it, "lr": lr, **values}) + "\n")
+                    # Wall-clock time per record: loss against time, and throughput after
+                    # warm-up, come from the log alone.
+                    history.write(json.dumps({"iteration": it, "lr": lr, **values,
+                                              "time": round(time.time(), 3)}) + "\n")
                     history.flush()
                 if self.dist.is_main and (it % tc.log_every == 0 or it == tc.max_iters):
                     bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}")
