@@ -77,6 +77,29 @@ def _check_trainable(dataset: Any, cfg: Config, split: str) -> None:
             f"{dataset.class_set.num_classes} classes ({dataset.class_set.name})")
 
 
+def train_step(model: nn.Module, criterion: SegLoss, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler, images: torch.Tensor, labels: torch.Tensor,
+               amp_dtype: torch.dtype | None, iteration: int) -> dict[str, float]:
+    """One optimisation step on a batch (images: N x 3 x H x W, labels: N x H x W).
+
+    Returns:
+        The total loss and its parts as floats.
+    """
+    with autocast(amp_dtype, images.device):
+        outputs = model(images)
+    loss, parts = criterion(outputs, labels)
+    # One device-to-host transfer for every logged number: each .item() would be a separate
+    # synchronisation of the GPU.
+    values = dict(zip(("loss", *parts), torch.stack([loss.detach(), *parts.values()]).tolist()))
+    if not math.isfinite(values["loss"]):
+        raise FloatingPointError(f"loss is {values['loss']} at iteration {iteration}")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return values
+
+
 @contextlib.contextmanager
 def _dataset_errors_named():
     """A dataset folder that cannot be listed is a config error ('data.root'), not a bug."""
@@ -315,19 +338,8 @@ class Trainer:
                     images = images.contiguous(memory_format=torch.channels_last)
                 lr = lr_at(it, cfg.optim, tc.max_iters)
                 set_lr(self.optimizer, lr)
-                with autocast(self.amp_dtype, self.device):
-                    outputs = model(images)
-                loss, parts = self.criterion(outputs, labels)
-                # One device-to-host transfer for every logged number: each .item() would be
-                # a separate synchronisation of the GPU.
-                values = dict(zip(("loss", *parts),
-                                  torch.stack([loss.detach(), *parts.values()]).tolist()))
-                if not math.isfinite(values["loss"]):
-                    raise FloatingPointError(f"loss is {values['loss']} at iteration {it}")
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+                values = train_step(model, self.criterion, self.optimizer, self.scaler,
+                                    images, labels, self.amp_dtype, it)
                 it += 1
                 images_seen += images.shape[0] * self.dist.world_size
                 bar.update(1)
