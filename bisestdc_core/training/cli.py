@@ -1,7 +1,7 @@
 """What the training and evaluation command lines share: user errors as one line, exit 2.
 
-A user error (a bad config key or value, a missing or unreadable file, a dataset with bad
-files, a checkpoint that does not fit) is the user's to fix, so it is printed as one line
+A user error (a bad config key or value, a missing or unreadable file the user named, a dataset
+with bad files, a checkpoint that does not fit) is the user's to fix, so it is printed as one line
 naming the key, file or value, and the command exits with status 2, as argparse does for a bad
 flag. ``--debug`` re-raises it with its traceback. Anything else is a bug and keeps its
 traceback.
@@ -23,8 +23,11 @@ class UsageError(ValueError):
     """A command-line value that cannot be used (named in the message)."""
 
 
+# Paths the user gives are checked and reported as one of these; an OSError from elsewhere
+# (a package file missing from the installation, say) is not the user's to fix and keeps its
+# traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError, UsageError, CheckpointError, DatasetCheckError, FileNotFoundError)
+    ConfigError, UsageError, CheckpointError, DatasetCheckError)
 USAGE_EXIT = 2
 
 
