@@ -16,7 +16,7 @@ from collections.abc import Callable
 from bisestdc_core.data.check import DatasetCheckError
 from bisestdc_core.models.checkpoint import CheckpointError
 
-from .config import ConfigError
+from .config import ConfigError, one_line
 
 
 class UsageError(ValueError):
@@ -45,10 +45,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error instead of its one-line message")
-
-
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def run_command(body: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

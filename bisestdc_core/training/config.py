@@ -253,8 +253,8 @@ def _validate(cfg: Config, source: str) -> None:
                           f"must not exceed 'optim.lr' ({cfg.optim.lr:g})")
 
 
-def _one_line(exc: Exception) -> str:
-    """PyYAML's messages span several lines (with a caret drawing); errors here are one line."""
+def one_line(exc: BaseException) -> str:
+    """An error message on one line (PyYAML's span several, with a caret drawing)."""
     return " ".join(str(exc).split())
 
 
@@ -274,7 +274,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node[parts[-1]] = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(
-                f"override {item!r}: value is not valid YAML ({_one_line(exc)})") from exc
+                f"override {item!r}: value is not valid YAML ({one_line(exc)})") from exc
     return raw
 
 
@@ -291,7 +291,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read the config file ({exc})") from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({_one_line(exc)})") from exc
+            raise ConfigError(f"{path}: not valid YAML ({one_line(exc)})") from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections at the top level")
         raw.pop("_base_notes", None)
