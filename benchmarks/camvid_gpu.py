@@ -26,7 +26,9 @@ import torch
 from bisestdc_core.data.datasets import build_dataset
 from bisestdc_core.evaluation.evaluator import evaluate
 from bisestdc_core.models import load_checkpoint_model
+from bisestdc_core.training.cli import USAGE_EXIT, HelpFormatter
 from bisestdc_core.training.config import load_config
+from bisestdc_core.training.distributed import require_cuda_message
 from bisestdc_core.training.trainer import Trainer
 from training import package_checkpoint
 
@@ -57,14 +59,24 @@ def run_one(name: str, root: str, out_root: Path, overrides: list[str]) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--root", default="../shared/datasets/camvid", help="CamVid folder")
-    parser.add_argument("--models", nargs="+", default=["bisestdc", "stdc1"])
-    parser.add_argument("--work-dir", type=Path, default=Path("runs/camvid_gpu"))
+    parser.add_argument("--models", nargs="+", default=["bisestdc", "stdc1"],
+                        help="networks to train")
+    parser.add_argument("--work-dir", type=Path, default=Path("runs/camvid_gpu"),
+                        help="run folders")
     parser.add_argument("--out", type=Path, default=HERE, help="where camvid.json goes")
     parser.add_argument("overrides", nargs="*", help="config overrides, section.key=value")
     args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        # 2500 iterations of 16 crops take about 19 hours on a 2-core CPU: refuse, say why.
+        print(f"error: {require_cuda_message('benchmarks.camvid_gpu needs a CUDA GPU')}; "
+              f"on a CPU, train with python -m training.train --config "
+              f"training/configs/bisestdc_camvid.yaml and a budget of your own",
+              file=sys.stderr)
+        return USAGE_EXIT
     argv = sys.argv[1:] if argv is None else argv
     results = {
         "date": datetime.date.today().isoformat(),
@@ -89,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         package_checkpoint.main([str(args.work_dir / "bisestdc" / "last.pt"),
                                  str(args.out / "bisestdc_camvid_fp16.pt")])
         shutil.copy(args.work_dir / "bisestdc" / "config.yaml", args.out / "camvid_config.yaml")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

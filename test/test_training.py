@@ -15,7 +15,13 @@ from conftest import REPO_ROOT
 from bisestdc_core.data.synthetic import write_dataset
 from bisestdc_core.models import build_model, load_checkpoint_model
 from bisestdc_core.training.config import ConfigError, load_config
-from bisestdc_core.training.optim import build_optimizer, lr_at
+from bisestdc_core.training.optim import (
+    FINAL_LR,
+    build_optimizer,
+    check_schedule,
+    lr_at,
+    warmup_iters,
+)
 
 CONFIG = REPO_ROOT / "training/configs/bisestdc_synthetic.yaml"
 ALL_CONFIGS = sorted((REPO_ROOT / "training/configs").glob("*.yaml"))
@@ -47,12 +53,17 @@ def run_train(overrides: list[str], env=None, **kwargs) -> subprocess.Popen:
 
 
 def losses(out_dir: Path) -> dict[int, float]:
-    """Iteration -> loss; a resumed run's records replace the killed run's."""
+    """Iteration -> loss; each iteration must appear once (a resumed run cuts the log back)."""
     records = {}
     for line in (out_dir / "losses.jsonl").read_text().splitlines():
         rec = json.loads(line)
+        assert rec["iteration"] not in records, f"iteration {rec['iteration']} logged twice"
         records[rec["iteration"]] = rec["loss"]
     return records
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: p.name)
@@ -128,6 +139,42 @@ def test_lr_schedule_warmup_then_poly():
     assert lr_at(mid, cfg, 160000) == pytest.approx(0.01 * 0.5**0.9, rel=1e-4)
 
 
+@pytest.mark.parametrize("max_iters", [1, 2, 7, 60, 999, 2500, 160000])
+@pytest.mark.parametrize("warmup", [0, 100, 1000])
+def test_lr_curve_starts_peaks_and_ends_where_the_schedule_says(max_iters, warmup):
+    cfg = load_config(CONFIG, ["optim.lr=0.02", f"optim.warmup_iters={warmup}",
+                               "optim.warmup_start_lr=1e-4", "optim.power=0.9"]).optim
+    warm = warmup_iters(cfg, max_iters)
+    curve = [lr_at(it, cfg, max_iters) for it in range(0, max_iters + 1,
+                                                          max(1, max_iters // 5000))]
+    # Start: the warm-up's first lr (or the peak without warm-up); end: the final lr.
+    assert curve[0] == pytest.approx(1e-4 if warm else 0.02)
+    assert lr_at(max_iters, cfg, max_iters) == pytest.approx(FINAL_LR)
+    assert lr_at(warm, cfg, max_iters) == pytest.approx(0.02)  # the peak, after warm-up
+    # The run's last iteration trains below a tenth of the peak only when decay has room;
+    # at least it is the lowest lr after the peak.
+    last = lr_at(max_iters - 1, cfg, max_iters)
+    after_peak = [lr_at(it, cfg, max_iters) for it in range(warm, max_iters)]
+    assert last == min(after_peak)
+    assert all(a >= b for a, b in zip(after_peak, after_peak[1:]))
+    if max_iters - warm >= 10:
+        assert last < 0.1 * 0.02
+    # Warm-up never eats more than half the run, and saying so is a warning.
+    assert warm <= max_iters // 2
+    warning = check_schedule(cfg, max_iters)
+    assert (warning is not None) == (warmup > max_iters // 2)
+    if warning:
+        assert f"'optim.warmup_iters' ({warmup})" in warning
+
+
+def test_short_run_ends_decayed_not_at_peak():
+    """The reported failure: a 60-iteration run of the 100-iteration warm-up config."""
+    cfg = load_config(CONFIG).optim  # warmup_iters 100, lr 0.02
+    assert cfg.warmup_iters == 100 and cfg.lr == 0.02
+    assert lr_at(59, cfg, 60) < 0.002
+    assert lr_at(60, cfg, 60) == FINAL_LR
+
+
 @pytest.mark.slow
 def test_sigkill_then_resume_continues_the_same_losses(tiny_streets, tmp_path):
     ref_dir, kill_dir = tmp_path / "ref", tmp_path / "killed"
@@ -160,6 +207,7 @@ def test_sigkill_then_resume_continues_the_same_losses(tiny_streets, tmp_path):
     state = torch.load(kill_dir / "last.pt", weights_only=True)
     assert state["iteration"] == 8
     assert not list(kill_dir.glob(".last.pt.*.tmp"))
+    assert oct((kill_dir / "last.pt").stat().st_mode & 0o777) == "0o644"
 
 
 @pytest.mark.slow
@@ -171,8 +219,16 @@ def test_periodic_eval_writes_best_checkpoint(tiny_streets, tmp_path):
     assert proc.returncode == 0, out
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["miou"] <= 1.0
+    evaluations = read_jsonl(out_dir / "evaluations.jsonl")
+    assert [e["iteration"] for e in evaluations] == [2, 4]
+    best = max(evaluations, key=lambda e: e["miou"])
+    assert metrics["iteration"] == best["iteration"] and metrics["checkpoint"] == "best.pt"
+    assert metrics["protocol"]["scales"] == [1.0] and metrics["split"] == "val"
     model, meta = load_checkpoint_model(out_dir / "best.pt")
     assert meta["model"] == "stdc1" and meta["class_set"] == "cityscapes"
+    assert meta["iteration"] == best["iteration"] and meta["eval_scale"] == 1.0
+    for name in ("best.pt", "last.pt"):
+        assert oct((out_dir / name).stat().st_mode & 0o777) == "0o644", name
     assert (out_dir / "tb").is_dir() and any((out_dir / "tb").iterdir())
     summary = json.loads((out_dir / "train_summary.json").read_text())
     assert summary["images_per_s"] > 0
@@ -220,3 +276,178 @@ def test_split_without_labels_stops_at_start_up(tiny_streets, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "split 'train'" in err and "without labels" in err
+
+
+# ---- resume that tells the truth --------------------------------------------------------
+
+
+def train_main(overrides: list[str], *flags: str) -> int:
+    from training.train import main
+
+    return main(["--config", str(CONFIG), *flags, *overrides])
+
+
+def test_resume_refuses_trajectory_changes_unless_allowed(tiny_streets, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_main(tiny_overrides(tiny_streets, run, 2)) == 0
+    first_config = (run / "config.yaml").read_text()
+    capsys.readouterr()
+
+    changed = tiny_overrides(tiny_streets, run, 3, **{"data.batch_size": 3})
+    assert train_main(changed) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{run / 'last.pt'} was trained with a different config" in err
+    assert "data.batch_size: 2 -> 3" in err and "train.max_iters: 2 -> 3" in err
+    assert "--allow-config-change" in err
+    assert torch.load(run / "last.pt", weights_only=True)["iteration"] == 2
+
+    # Where and how often things are written may change without a flag (and is recorded).
+    assert train_main(tiny_overrides(tiny_streets, run, 2, **{"train.log_every": 2})) == 0
+
+    assert train_main(changed, "--allow-config-change") == 0
+    assert torch.load(run / "last.pt", weights_only=True)["iteration"] == 3
+    assert (run / "config.yaml").read_text() == first_config  # the first config is kept
+    records = read_jsonl(run / "config_changes.jsonl")
+    assert [r["iteration"] for r in records] == [2, 2]
+    assert records[0]["changes"] == [{"key": "train.log_every", "old": 1, "new": 2,
+                                      "alters_trajectory": False}]
+    keys = {c["key"]: c for c in records[1]["changes"]}
+    assert keys["data.batch_size"] == {"key": "data.batch_size", "old": 2, "new": 3,
+                                       "alters_trajectory": True}
+    assert sorted(losses(run)) == [1, 2, 3]
+
+
+def test_resume_refuses_a_checkpoint_that_is_not_a_training_checkpoint(tiny_streets, tmp_path,
+                                                                      capsys):
+    from bisestdc_core.models import save_checkpoint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "last.pt", build_model("stdc1", 19), "stdc1", "cityscapes")
+    assert train_main(tiny_overrides(tiny_streets, run, 2)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err]
+    assert f"{run / 'last.pt'}: not a training checkpoint (no optimizer" in err
+    assert "Traceback" not in err
+
+
+def test_resume_cuts_logs_back_to_the_checkpoint(tiny_streets, tmp_path):
+    run = tmp_path / "run"
+    assert train_main(tiny_overrides(tiny_streets, run, 3, **{"train.ckpt_every": 2})) == 0
+    # A run killed after iteration 3 but resumed from the checkpoint of iteration 2 repeats 3.
+    state = torch.load(run / "last.pt", weights_only=False)
+    state["iteration"] = 2
+    torch.save(state, run / "last.pt")
+    with open(run / "losses.jsonl", "a") as f:
+        f.write('{"iteration": 4, "loss": 1.0')  # half a line, as SIGKILL can leave
+    assert train_main(tiny_overrides(tiny_streets, run, 3, **{"train.ckpt_every": 2})) == 0
+    assert sorted(losses(run)) == [1, 2, 3]
+
+
+def test_cuda_device_without_cuda_is_one_line(tiny_streets, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    code = train_main(tiny_overrides(tiny_streets, tmp_path / "run", 2,
+                                     **{"train.device": "cuda"}))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.splitlines() == [err]
+    assert "'train.device' is cuda but" in err
+    assert not (tmp_path / "run").exists()
+
+
+KILL_AFTER_BEST = """
+import os, signal, sys
+from pathlib import Path
+from bisestdc_core.training import trainer
+
+kill_at = int(sys.argv[1])
+save = trainer.atomic_save
+
+def save_then_die(obj, path):
+    save(obj, path)
+    if Path(path).name == "best.pt" and obj["iteration"] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)  # right after the new best, before last.pt
+
+trainer.atomic_save = save_then_die
+from training.train import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_best_after_kill_right_after_a_new_best_equals_uninterrupted(tiny_streets, tmp_path):
+    extra = {"train.eval_every": 1, "data.eval_scale": 1.0}
+    ref_dir, kill_dir = tmp_path / "ref", tmp_path / "killed"
+    ref = run_train(tiny_overrides(tiny_streets, ref_dir, 10, **extra))
+    out, _ = ref.communicate(timeout=600)
+    assert ref.returncode == 0, out
+    reference = read_jsonl(ref_dir / "evaluations.jsonl")
+    # Kill at a new best that the next evaluation does not beat: a resumed run that forgot
+    # this best would then write a worse best.pt.
+    kill_at = next(e["iteration"] for prev, e, nxt in zip(reference, reference[1:],
+                                                          reference[2:])
+                   if e["miou"] > prev["best_miou"] and nxt["miou"] < e["miou"])
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
+    victim = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_BEST, str(kill_at), "--config", str(CONFIG),
+         *tiny_overrides(tiny_streets, kill_dir, 10, **extra)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert victim.returncode == -signal.SIGKILL, victim.stdout + victim.stderr
+    assert torch.load(kill_dir / "best.pt", weights_only=True)["iteration"] == kill_at
+
+    resumed = run_train(tiny_overrides(tiny_streets, kill_dir, 10, **extra))
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out
+    assert "resumed from" in out
+    after = read_jsonl(kill_dir / "evaluations.jsonl")
+    assert [(e["iteration"], e["best_iteration"]) for e in after] == \
+        [(e["iteration"], e["best_iteration"]) for e in reference]
+    for got, want in zip(after, reference):
+        assert got["best_miou"] == pytest.approx(want["best_miou"], abs=1e-9), got["iteration"]
+    best_ref = torch.load(ref_dir / "best.pt", weights_only=True)
+    best_got = torch.load(kill_dir / "best.pt", weights_only=True)
+    assert best_got["iteration"] == best_ref["iteration"]
+    for name, tensor in best_ref["state_dict"].items():
+        torch.testing.assert_close(best_got["state_dict"][name], tensor, rtol=1e-5, atol=1e-6)
+    metrics = json.loads((kill_dir / "metrics.json").read_text())
+    assert metrics["iteration"] == best_ref["iteration"]
+
+
+# ---- CPU precision ------------------------------------------------------------------------
+
+
+def test_autocast_choice_follows_the_device():
+    from bisestdc_core.training.precision import autocast_dtype, cpu_supports_bf16
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype("none", cpu) is None
+    assert autocast_dtype("fp16", cpu) is None  # fp16 autocast needs CUDA and a scaler
+    assert autocast_dtype("bf16", cpu) == (torch.bfloat16 if cpu_supports_bf16() else None)
+
+
+def test_bf16_step_loss_matches_fp32(tiny_streets, tmp_path):
+    """One step from the same weights and batch: bf16 autocast changes the loss by < 2 %."""
+    import copy
+
+    from bisestdc_core.training.data import build_train_dataset, collate
+    from bisestdc_core.training.precision import cpu_supports_bf16
+    from bisestdc_core.training.trainer import SegLoss, train_step
+
+    if not cpu_supports_bf16():
+        pytest.skip("this CPU has no native bf16")
+    cfg = load_config(CONFIG, tiny_overrides(tiny_streets, tmp_path / "run", 1))
+    samples = build_train_dataset(cfg)
+    images, labels = collate([samples[(0, i)] for i in range(2)])
+    torch.manual_seed(0)
+    model = build_model("stdc1", 19).train()
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    results = {}
+    for dtype in (None, torch.bfloat16):
+        net = copy.deepcopy(model)
+        results[dtype] = train_step(net, SegLoss(cfg), build_optimizer(net, cfg.optim), scaler,
+                                    images, labels, dtype, 0)
+    fp32, bf16 = results[None]["loss"], results[torch.bfloat16]["loss"]
+    assert fp32 != bf16, "bf16 autocast did not change the arithmetic"
+    assert bf16 == pytest.approx(fp32, rel=0.02)

@@ -2,14 +2,16 @@
 
 Examples::
 
-    python -m training.evaluate --weights runs/x/best.pth --dataset cityscapes \\
-        --root data/cityscapes --split val --scale 0.5 --out eval/seg50
+    python -m training.evaluate --weights runs/bisestdc_cityscapes_seg50/best.pt \\
+        --dataset cityscapes --root data/cityscapes --split val --out eval/seg50
     python -m training.evaluate --model bisestdc --num-classes 19 --weights seed.pth \\
         --dataset cityscapes --root data/cityscapes --scales 0.5 0.75 1.0 --flip --out eval/ms
 
 Writes ``metrics.json``, ``confusion_matrix.png`` and ``per_class_iou.png`` to ``--out`` and,
 with ``--save-predictions``, one PNG per image (Cityscapes labelIds for Cityscapes-layout
 datasets, readable by cityscapesscripts' evaluatePixelLevelSemanticLabeling; train ids otherwise).
+Without ``--scale`` the scale is the checkpoint card's (``card_eval_scale``). User errors (a
+missing file, a checkpoint that does not fit, mismatched classes) print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,10 @@ import torch
 from bisestdc_core.classes import get_class_set
 from bisestdc_core.data.datasets import DATASET_KINDS, CityscapesDataset, build_dataset
 from bisestdc_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from bisestdc_core.evaluation.evaluator import SEED_EVAL_SCALE, evaluate
+from bisestdc_core.evaluation.evaluator import card_eval_scale, evaluate
 from bisestdc_core.evaluation.plots import plot_confusion_matrix, plot_per_class_iou
+from bisestdc_core.training.cli import HelpFormatter, UsageError, add_debug_flag, run_command
+from bisestdc_core.training.distributed import require_cuda_message
 
 logger = logging.getLogger("training.evaluate")
 
@@ -34,35 +39,43 @@ logger = logging.getLogger("training.evaluate")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m training.evaluate",
-        description="Evaluate a segmentation network (mIoU, per-class and small-object IoU).")
+        description="Evaluate a segmentation network (mIoU, per-class and small-object IoU).",
+        formatter_class=HelpFormatter)
     g = p.add_argument_group("model")
     g.add_argument("--weights", type=Path,
                    help="project checkpoint; with --model, any checkpoint build_model reads "
                         "(seed files included)")
     g.add_argument("--model", choices=("bisestdc", "stdc1", "stdc2"),
                    help="network name, for weights that are not project checkpoints")
-    g.add_argument("--num-classes", type=int, help="classes of --model (default: class set)")
+    g.add_argument("--num-classes", type=int,
+                   help="classes of --model; default: the class set's")
     g.add_argument("--class-set", choices=("cityscapes", "camvid"),
-                   help="class set of the model output (default: checkpoint / dataset)")
+                   help="class set of the model output; default: the checkpoint's, else the "
+                        "dataset's")
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", choices=DATASET_KINDS, default="cityscapes")
+    d.add_argument("--dataset", choices=DATASET_KINDS, default="cityscapes",
+                   help="dataset layout")
     d.add_argument("--root", type=Path, required=True,
                    help="dataset root (for 'folder': the image folder)")
-    d.add_argument("--split", default="val")
+    d.add_argument("--split", default="val", help="split to evaluate")
     d.add_argument("--label-dir", type=Path, help="'folder' only: train-id label PNGs")
     d.add_argument("--limit", type=int, help="only the first N images")
     e = p.add_argument_group("protocol")
-    e.add_argument("--scale", type=float, default=SEED_EVAL_SCALE,
-                   help="single-scale input resize factor (seed: 0.5 'Seg50', 0.75 'Seg75')")
+    e.add_argument("--scale", type=float,
+                   help="single-scale input resize factor (seed: 0.5 'Seg50', 0.75 'Seg75'); "
+                        "default: the checkpoint card's eval_scale (else its network_size over "
+                        "the image height, else 0.5)")
     e.add_argument("--scales", type=float, nargs="+",
                    help="multi-scale factors (overrides --scale; softmax averaged)")
     e.add_argument("--flip", action="store_true", help="add horizontally flipped inputs")
-    e.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    e.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu, cuda or cuda:N")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, required=True, help="output folder")
     o.add_argument("--save-predictions", action="store_true",
                    help="write predictions to OUT/predictions/")
     o.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    add_debug_flag(p)
     return p
 
 
@@ -72,7 +85,7 @@ def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any
 
     if args.model is None:
         if args.weights is None:
-            raise SystemExit("give --weights CKPT (project checkpoint) or --model NAME")
+            raise UsageError("give --weights CKPT (project checkpoint) or --model NAME")
         return load_checkpoint_model(args.weights)
     class_set = get_class_set(args.class_set or _default_class_set(args.dataset))
     num_classes = args.num_classes or class_set.num_classes
@@ -100,20 +113,41 @@ def write_outputs(result: dict[str, Any], out: Path, names: tuple[str, ...],
                        small_objects=small, title=title)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse values that would evaluate something meaningless, before any work."""
+    for scale in [args.scale] if args.scales is None else args.scales:
+        if scale is not None and not 0.05 <= scale <= 8:
+            raise UsageError(f"--scale/--scales: {scale} is outside 0.05..8")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit: {args.limit} must be at least 1")
+    if args.weights is not None and not args.weights.is_file():
+        raise UsageError(f"--weights: no such file: {args.weights}")
+    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(require_cuda_message(f"--device is {args.device}"))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate as ``args`` say; returns what ``metrics.json`` holds."""
+    check_arguments(args)
     model, meta = load_model(args)
     class_set = get_class_set(args.class_set or meta.get("class_set")
                               or _default_class_set(args.dataset))
-    dataset = build_dataset(args.dataset, args.root, args.split, label_dir=args.label_dir,
-                            class_set=class_set)
+    try:
+        dataset = build_dataset(args.dataset, args.root, args.split, label_dir=args.label_dir,
+                                class_set=class_set)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--root: {exc}") from exc
     if dataset.class_set.name != class_set.name:
-        raise SystemExit(f"model predicts {class_set.name} classes but the dataset is labelled "
+        raise UsageError(f"model predicts {class_set.name} classes but the dataset is labelled "
                          f"with {dataset.class_set.name} classes")
+    scale = args.scale
+    if scale is None and args.scales is None:
+        first_height = dataset.load(0)["image"].shape[0] if len(dataset) else None
+        scale, source = card_eval_scale(meta, first_height)
+        logger.info("evaluation scale %g, from %s", scale, source)
     pred_dir = args.out / "predictions" if args.save_predictions else None
     result = evaluate(
-        model, dataset, scale=args.scale, flip=args.flip, scales=args.scales,
+        model, dataset, scale=scale, flip=args.flip, scales=args.scales,
         device=args.device, num_classes=int(meta.get("num_classes", class_set.num_classes)),
         class_set=class_set, mean=meta.get("mean", IMAGENET_MEAN),
         std=meta.get("std", IMAGENET_STD), prediction_dir=pred_dir,
@@ -121,10 +155,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         progress=not args.no_progress,
     )
     result.update(model=meta.get("model"), weights=str(args.weights) if args.weights else None,
-                  dataset=args.dataset, root=str(args.root), split=args.split)
+                  checkpoint=str(args.weights) if args.weights else None,
+                  iteration=meta.get("iteration"), dataset=args.dataset, root=str(args.root),
+                  split=args.split)
     write_outputs(result, args.out, class_set.names, class_set.small_objects)
     _print_summary(result, class_set.names)
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    def body(parsed: argparse.Namespace) -> int:
+        run(parsed)
+        return 0
+
+    return run_command(body, args)
 
 
 def _print_summary(result: dict[str, Any], names: tuple[str, ...]) -> None:
@@ -140,4 +187,4 @@ def _print_summary(result: dict[str, Any], names: tuple[str, ...]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,11 +14,13 @@ import sys
 from pathlib import Path
 
 from bisestdc_core.models import CheckpointError, load_checkpoint_model, save_checkpoint
+from bisestdc_core.training.cli import USAGE_EXIT, HelpFormatter, one_line
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.package_checkpoint",
-                                     description=__doc__.split("\n\n")[0])
+                                     description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("source", type=Path, help="project checkpoint (last.pt, best.pt)")
     parser.add_argument("target", type=Path, help="file to write")
     parser.add_argument("--network-size", type=int, nargs=2, metavar=("H", "W"),
@@ -28,9 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, meta = load_checkpoint_model(args.source)
     except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return USAGE_EXIT
+    # The card keeps what evaluation and the engines need: iteration, evaluation scale.
     extra = {"iteration": meta.get("iteration")}
+    if meta.get("eval_scale"):
+        extra["eval_scale"] = meta["eval_scale"]
     if args.network_size:
         extra["network_size"] = list(args.network_size)
     save_checkpoint(args.target, model, meta["model"], meta["class_set"], half=not args.fp32,

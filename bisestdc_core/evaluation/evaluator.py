@@ -29,6 +29,39 @@ logger = logging.getLogger(__name__)
 SEED_EVAL_SCALE = 0.5  # "Seg50"
 
 
+def card_eval_scale(meta: dict[str, Any], image_height: int | None = None
+                    ) -> tuple[float, str]:
+    """The single-scale factor a checkpoint was meant to be evaluated at, and where it is from.
+
+    A network trained on full-scale crops scores far lower at the seed's 0.5, so the default
+    follows the checkpoint's card: its ``eval_scale`` (what the trainer validated it with);
+    for older files the scale of its recorded val metrics or config; for packaged files with
+    only a ``network_size``, the scale that brings ``image_height`` to that size; else the
+    seed's 0.5.
+
+    Args:
+        meta: the checkpoint's metadata (``load_checkpoint_model``'s second value).
+        image_height: height of the dataset's images, for the ``network_size`` rule.
+
+    Returns:
+        ``(scale, source)``, source naming the card field used.
+    """
+    if meta.get("eval_scale"):
+        return float(meta["eval_scale"]), "checkpoint card 'eval_scale'"
+    scales = (meta.get("val_metrics") or {}).get("protocol", {}).get("scales") or []
+    if len(scales) == 1:
+        return float(scales[0]), "checkpoint card 'val_metrics.protocol.scales'"
+    configured = ((meta.get("config") or {}).get("data") or {}).get("eval_scale")
+    if configured:
+        return float(configured), "checkpoint card 'config.data.eval_scale'"
+    size = meta.get("network_size")
+    if size and image_height:
+        return float(size[0]) / image_height, (
+            f"checkpoint card 'network_size' {size[0]}x{size[1]} over {image_height}-pixel-high "
+            f"images")
+    return SEED_EVAL_SCALE, "the seed's Seg50 protocol (the checkpoint card has no scale)"
+
+
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     out = model(x)
     # Models in eval mode return logits; accept a (main, aux...) tuple from other networks too.

@@ -315,6 +315,9 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> None:
 
 # ---- writing --------------------------------------------------------------------------------
 
+CHECKPOINT_MODE = 0o644
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temp file in the same folder, fsync, then rename over ``path``.
 
@@ -324,6 +327,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, CHECKPOINT_MODE)  # mkstemp makes 0600; checkpoints are shared files
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()

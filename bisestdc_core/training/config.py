@@ -1,13 +1,15 @@
 """Training configuration: YAML files validated into typed dataclasses.
 
 A config file holds the sections below; any key can be overridden on the command line with
-``section.key=value`` (the value is parsed as YAML). Unknown keys and values of the wrong type
-stop with a message naming the key, before any work starts.
+``section.key=value`` (the value is parsed as YAML). Every field has a type and, for numbers and
+lists, a range (``bounded``): unknown keys, wrong types and values out of range stop with a
+one-line :class:`ConfigError` naming the key, before any work starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,61 +23,114 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used."""
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The allowed range of a number (or of every item of a list of numbers).
+
+    ``gt``/``ge`` and ``lt``/``le`` are exclusive/inclusive limits; numbers must also be
+    finite. ``min_len``/``max_len`` bound a list's length.
+    """
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    min_len: int | None = None
+    max_len: int | None = None
+
+    def describe(self, kind: str = "a finite number") -> str:
+        parts = [f"> {self.gt:g}" if self.gt is not None else "",
+                 f">= {self.ge:g}" if self.ge is not None else "",
+                 f"< {self.lt:g}" if self.lt is not None else "",
+                 f"<= {self.le:g}" if self.le is not None else ""]
+        return f"{kind} " + " and ".join(p for p in parts if p) if any(parts) else kind
+
+    def accepts(self, value: float) -> bool:
+        return (math.isfinite(value)
+                and (self.gt is None or value > self.gt)
+                and (self.ge is None or value >= self.ge)
+                and (self.lt is None or value < self.lt)
+                and (self.le is None or value <= self.le))
+
+
+def bounded(default: Any, doc: str = "", **limits: float) -> Any:
+    """A dataclass field whose value (or list items) must lie within ``Bounds(**limits)``."""
+    meta = {"bounds": Bounds(**limits), "doc": doc}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def text(default: str | None, doc: str = "") -> Any:
+    """A string field that must not be empty (None stays allowed where the type allows it)."""
+    return field(default=default, metadata={"non_empty": True, "doc": doc})
+
+
+# Limits that keep a typo from costing memory or time before anything is checked: no crop,
+# batch or class count beyond these trains on any GPU this project targets.
+MAX_CROP_SIDE = 8192
+MAX_BATCH = 4096
+MAX_CLASSES = 255  # labels are uint8 and 255 is the ignore index
+MAX_ITERS = 100_000_000
+
+
 @dataclass
 class ModelConfig:
     name: str = "bisestdc"  # bisestdc | stdc1 | stdc2
-    num_classes: int = 19
-    backbone_weights: str | None = None  # ImageNet STDC file
-    weights: str | None = None  # start from a full checkpoint (fine-tuning)
+    num_classes: int = bounded(19, ge=1, lt=MAX_CLASSES)
+    backbone_weights: str | None = text(None, "ImageNet STDC file")
+    weights: str | None = text(None, "start from a full checkpoint (fine-tuning)")
 
 
 @dataclass
 class DataConfig:
     dataset: str = "cityscapes"  # cityscapes | camvid | synthetic (labelled splits)
-    root: str = "data/cityscapes"
-    train_split: str = "train"
-    val_split: str = "val"
-    crop_size: list[int] = field(default_factory=lambda: [512, 1024])  # H, W
-    scales: list[float] = field(
-        default_factory=lambda: [0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0, 1.125,
-                                 1.25, 1.375, 1.5]
-    )
-    jitter: float = 0.5  # brightness, contrast and saturation
-    batch_size: int = 6  # per process
-    workers: int = 4
-    eval_scale: float = 0.5
+    root: str = text("data/cityscapes")
+    train_split: str = text("train")
+    val_split: str = text("val")
+    crop_size: list[int] = bounded([512, 1024], "H, W", ge=32, le=MAX_CROP_SIDE,
+                                   min_len=2, max_len=2)
+    scales: list[float] = bounded(
+        [0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0, 1.125, 1.25, 1.375, 1.5],
+        "random resize factors", gt=0, le=8, min_len=1)
+    jitter: float = bounded(0.5, "brightness, contrast and saturation", ge=0, le=1)
+    # Per process; at least 2: batch norm after the context path's global pooling has one
+    # value per channel and sample, and cannot train on a single one.
+    batch_size: int = bounded(6, "per process", ge=2, le=MAX_BATCH)
+    workers: int = bounded(4, ge=0, le=256)
+    eval_scale: float = bounded(0.5, ge=0.05, le=8)
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    head_lr_mult: float = 10.0  # FFM and heads
-    warmup_iters: int = 1000
-    warmup_start_lr: float = 1e-5
-    power: float = 0.9
+    lr: float = bounded(0.01, gt=0, le=10)
+    momentum: float = bounded(0.9, ge=0, lt=1)
+    weight_decay: float = bounded(5e-4, ge=0, le=1)
+    head_lr_mult: float = bounded(10.0, "FFM and heads", gt=0, le=1000)
+    warmup_iters: int = bounded(1000, ge=0, le=MAX_ITERS)
+    warmup_start_lr: float = bounded(1e-5, gt=0, le=10)
+    power: float = bounded(0.9, gt=0, le=10)
 
 
 @dataclass
 class LossConfig:
-    ohem_thresh: float = 0.7
-    ohem_min_kept_ratio: float = 0.0625  # 1/16 of batch*H*W
-    aux_weight: float = 0.3
-    detail_weight: float = 1.0
+    ohem_thresh: float = bounded(0.7, "OHEM keeps pixels with p below this", gt=0, le=1)
+    ohem_min_kept_ratio: float = bounded(0.0625, "1/16 of batch*H*W", ge=0, le=1)
+    aux_weight: float = bounded(0.3, ge=0, le=100)
+    detail_weight: float = bounded(1.0, ge=0, le=100)
 
 
 @dataclass
 class TrainConfig:
-    max_iters: int = 160000
-    amp: str = "bf16"  # none | bf16 | fp16 (CUDA only; CPU trains in fp32)
+    max_iters: int = bounded(160000, ge=1, le=MAX_ITERS)
+    amp: str = "bf16"  # none | bf16 | fp16 (fp16 on CUDA only; bf16 also on CPUs with bf16)
     channels_last: bool = True
-    seed: int = 0
-    out_dir: str = "runs/bisestdc"
-    log_every: int = 50
-    eval_every: int = 5000  # 0 disables periodic evaluation
-    ckpt_every: int = 1000
-    eval_max_images: int = 0  # 0: the whole val split
+    seed: int = bounded(0, ge=0, lt=2**31)
+    out_dir: str = text("runs/bisestdc")
+    log_every: int = bounded(50, ge=1, le=MAX_ITERS)
+    eval_every: int = bounded(5000, "0 disables periodic evaluation", ge=0, le=MAX_ITERS)
+    ckpt_every: int = bounded(1000, ge=1, le=MAX_ITERS)
+    eval_max_images: int = bounded(0, "0: the whole val split", ge=0, le=MAX_ITERS)
     device: str = "auto"  # auto | cpu | cuda
 
 
@@ -91,13 +146,25 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_CHOICES = {
+SECTIONS = ("model", "data", "optim", "loss", "train")
+
+CHOICES = {
     ("model", "name"): ("bisestdc", "stdc1", "stdc2"),
     # No "folder": an image folder has no splits, so training and validation would coincide.
     ("data", "dataset"): ("cityscapes", "camvid", "synthetic"),
     ("train", "amp"): ("none", "bf16", "fp16"),
     ("train", "device"): ("auto", "cpu", "cuda"),
 }
+
+
+def config_fields() -> list[tuple[str, dataclasses.Field, Any]]:
+    """``(section.key, field, type)`` for every config field, in file order."""
+    out = []
+    for section in SECTIONS:
+        cls = typing.get_type_hints(Config)[section]
+        hints = typing.get_type_hints(cls)
+        out += [(f"{section}.{f.name}", f, hints[f.name]) for f in dataclasses.fields(cls)]
+    return out
 
 
 def _check_type(where: str, value: Any, annotation: Any) -> Any:
@@ -122,8 +189,8 @@ def _check_type(where: str, value: Any, annotation: Any) -> Any:
             return float(value)
         except ValueError:
             pass
-    if annotation is int and isinstance(value, bool):
-        raise ConfigError(f"{where}: expected int, got {value!r}")
+    if annotation in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
     if not isinstance(value, annotation):
         raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
     return value
@@ -139,6 +206,8 @@ def _build(cls: type, values: dict[str, Any], source: str, prefix: str) -> Any:
     for name, value in values.items():
         where = f"{source}: '{prefix}{name}'"
         if dataclasses.is_dataclass(hints[name]):
+            if value is None:
+                value = {}  # an empty section in YAML ("train:") means its defaults
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: expected a mapping, got {value!r}")
             kwargs[name] = _build(hints[name], value, source, f"{prefix}{name}.")
@@ -147,22 +216,46 @@ def _build(cls: type, values: dict[str, Any], source: str, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def _check_field(source: str, key: str, meta: Any, value: Any) -> None:
+    if value is None:
+        return
+    where = f"{source}: '{key}'"
+    if meta.get("non_empty") and not str(value).strip():
+        raise ConfigError(f"{where} must not be empty")
+    bounds = meta.get("bounds")
+    if bounds is None:
+        return
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list):
+        if bounds.min_len is not None and len(value) < bounds.min_len:
+            raise ConfigError(f"{where} needs at least {bounds.min_len} item(s), got {value!r}")
+        if bounds.max_len is not None and len(value) > bounds.max_len:
+            raise ConfigError(f"{where} takes at most {bounds.max_len} item(s), got {value!r}")
+    for item in items:
+        if not bounds.accepts(item):
+            kind = "an integer" if isinstance(item, int) else "a finite number"
+            raise ConfigError(f"{where} must be {bounds.describe(kind)}, got {value!r}")
+
+
 def _validate(cfg: Config, source: str) -> None:
-    for (section, key), choices in _CHOICES.items():
+    """Every field within its range, choices among the known ones, and the cross-field rules."""
+    for (section, key), choices in CHOICES.items():
         value = getattr(getattr(cfg, section), key)
         if value not in choices:
             raise ConfigError(
                 f"{source}: '{section}.{key}' must be one of {choices}, got {value!r}"
             )
-    if len(cfg.data.crop_size) != 2 or min(cfg.data.crop_size) <= 0:
-        raise ConfigError(f"{source}: 'data.crop_size' must be [height, width] > 0")
-    for key in ("batch_size",):
-        if getattr(cfg.data, key) <= 0:
-            raise ConfigError(f"{source}: 'data.{key}' must be positive")
-    if cfg.train.max_iters <= 0:
-        raise ConfigError(f"{source}: 'train.max_iters' must be positive")
-    if cfg.model.num_classes <= 0:
-        raise ConfigError(f"{source}: 'model.num_classes' must be positive")
+    for key, f, _type in config_fields():
+        section, name = key.split(".")
+        _check_field(source, key, f.metadata, getattr(getattr(cfg, section), name))
+    if cfg.optim.warmup_start_lr > cfg.optim.lr:
+        raise ConfigError(f"{source}: 'optim.warmup_start_lr' ({cfg.optim.warmup_start_lr:g}) "
+                          f"must not exceed 'optim.lr' ({cfg.optim.lr:g})")
+
+
+def one_line(exc: BaseException) -> str:
+    """An error message on one line (PyYAML's span several, with a caret drawing)."""
+    return " ".join(str(exc).split())
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -180,7 +273,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         try:
             node[parts[-1]] = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from exc
+            raise ConfigError(
+                f"override {item!r}: value is not valid YAML ({one_line(exc)})") from exc
     return raw
 
 
@@ -191,11 +285,13 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     if path is not None:
         source = str(path)
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the config file ({exc})") from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+            raise ConfigError(f"{path}: not valid YAML ({one_line(exc)})") from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections at the top level")
         raw.pop("_base_notes", None)

@@ -97,18 +97,24 @@ def collate(samples: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-def build_train_loader(cfg: Config, rank: int, world_size: int, pin_memory: bool
-                       ) -> tuple[DataLoader, ResumableSampler]:
-    """DataLoader over the training split with the seed's augmentations."""
+def build_train_dataset(cfg: Config) -> SeededSamples:
+    """The training split with the seed's augmentations, each sample seeded by its position."""
     dc = cfg.data
     rng = random.Random()
     transform = build_train_transforms(tuple(dc.crop_size), dc.scales, dc.jitter, rng=rng)
     dataset = build_dataset(dc.dataset, dc.root, dc.train_split, transform=transform)
-    if len(dataset) == 0:
+    return SeededSamples(dataset, cfg.train.seed, rng)
+
+
+def build_train_loader(cfg: Config, samples: SeededSamples, rank: int, world_size: int,
+                       pin_memory: bool) -> tuple[DataLoader, ResumableSampler]:
+    """DataLoader over ``samples`` (from :func:`build_train_dataset`, after its check)."""
+    dc = cfg.data
+    if len(samples) == 0:
         raise ValueError(f"{dc.root}: the '{dc.train_split}' split holds no images")
-    sampler = ResumableSampler(len(dataset), dc.batch_size, cfg.train.seed, rank, world_size)
+    sampler = ResumableSampler(len(samples), dc.batch_size, cfg.train.seed, rank, world_size)
     loader = DataLoader(
-        SeededSamples(dataset, cfg.train.seed, rng),
+        samples,
         batch_size=dc.batch_size,
         sampler=sampler,
         num_workers=dc.workers,

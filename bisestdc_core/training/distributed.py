@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .config import ConfigError
+
 
 @dataclass
 class DistInfo:
@@ -25,6 +27,15 @@ class DistInfo:
         return self.world_size > 1
 
 
+def require_cuda_message(what: str) -> str:
+    """Why CUDA is unavailable, for a one-line refusal that starts with ``what``."""
+    if torch.version.cuda is None:
+        reason = f"this torch ({torch.__version__}) is a CPU-only build"
+    else:
+        reason = f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device"
+    return f"{what} but {reason}"
+
+
 def setup(device_pref: str = "auto") -> DistInfo:
     """Initialise the process group when started by torchrun (WORLD_SIZE > 1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -32,7 +43,7 @@ def setup(device_pref: str = "auto") -> DistInfo:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device_pref in ("auto", "cuda")
     if device_pref == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but no CUDA device is available")
+        raise ConfigError(require_cuda_message("'train.device' is cuda"))
     if use_cuda:
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)

@@ -38,18 +38,41 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     return out
 
 
+# Warm-up never takes more than this share of a run, so every run, however short, spends
+# most of its iterations decaying to the final lr (a run that warms up for all of its
+# iterations would end at the peak lr with no decay at all).
+MAX_WARMUP_SHARE = 0.5
+FINAL_LR = 0.0  # poly decay ends here at max_iters
+
+
+def warmup_iters(cfg: OptimConfig, max_iters: int) -> int:
+    """Warm-up length for a run of ``max_iters``: the config's, at most MAX_WARMUP_SHARE."""
+    return min(cfg.warmup_iters, int(max_iters * MAX_WARMUP_SHARE))
+
+
+def check_schedule(cfg: OptimConfig, max_iters: int) -> str | None:
+    """A warning (or None) when the config's warm-up does not fit the run as written."""
+    warm = warmup_iters(cfg, max_iters)
+    if warm < cfg.warmup_iters:
+        return (f"'optim.warmup_iters' ({cfg.warmup_iters}) exceeds {MAX_WARMUP_SHARE:.0%} of "
+                f"'train.max_iters' ({max_iters}): warming up over {warm} iterations instead, "
+                f"then poly decay to {FINAL_LR:g} over the remaining {max_iters - warm}")
+    return None
+
+
 def lr_at(it: int, cfg: OptimConfig, max_iters: int) -> float:
-    """Base learning rate at iteration ``it`` (0-based).
+    """Base learning rate at iteration ``it`` (0-based) of a run of ``max_iters``.
 
     Warm-up multiplies the lr geometrically from ``warmup_start_lr`` to ``lr`` over
-    ``warmup_iters``; then poly decay (power 0.9) to 0 at ``max_iters``.
+    :func:`warmup_iters`; then poly decay (``power``) from ``lr`` to FINAL_LR at ``max_iters``.
+    Both are defined relative to the run, so any ``max_iters`` ends at FINAL_LR.
     """
-    warm = min(cfg.warmup_iters, max_iters - 1)
+    warm = warmup_iters(cfg, max_iters)
     if it < warm:
         factor = (cfg.lr / cfg.warmup_start_lr) ** (1.0 / warm)
         return cfg.warmup_start_lr * factor**it
-    progress = (it - warm) / max(1, max_iters - warm)
-    return cfg.lr * (1.0 - progress) ** cfg.power
+    progress = min(1.0, (it - warm) / (max_iters - warm))
+    return FINAL_LR + (cfg.lr - FINAL_LR) * (1.0 - progress) ** cfg.power
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.SGD:
