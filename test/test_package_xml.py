@@ -34,6 +34,7 @@ IMPORT_KEYS = {
     "launch_ros": "launch_ros",
     "numpy": "python3-numpy",
     "cv2": "python3-opencv",
+    "PIL": "python3-pil",
     "yaml": "python3-yaml",
     "tqdm": "python3-tqdm",
     "matplotlib": "python3-matplotlib",
@@ -44,6 +45,8 @@ IMPORT_KEYS = {
 # Imported modules with no rosdep key, and where they come from instead.
 NO_ROSDEP_KEY = {
     "onnx": "no rosdep key exists; installed from requirements/base.txt",
+    "google": "protobuf's DecodeError for unreadable ONNX files; comes with onnx's pip install "
+              "(the apt python3-protobuf would not match onnx's protobuf)",
     "tensorrt": "optional; JetPack or NVIDIA's wheels (TensorRT engine only)",
     "pycuda": "optional; JetPack or pip (TensorRT engine only)",
     "cityscapesscripts": "optional; test-only cross-check, requirements/test.txt",
