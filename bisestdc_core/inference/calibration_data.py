@@ -1,4 +1,5 @@
-"""Frames for INT8 calibration: from a folder of images or from an image topic in a rosbag.
+"""Frames for INT8 calibration: a folder of images, an image topic in a rosbag, or generated
+street scenes.
 
 Every source yields H x W x 3 uint8 frames in RGB order; the calibrator converts them to the
 engine's channel order and input size.
@@ -17,6 +18,11 @@ import numpy as np
 from ..data.datasets import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
+
+# Mixed into the generator's seed so calibration scenes differ from the dataset writer's
+# train/val scenes of the same seed.
+_SYNTHETIC_KEY = 0xCA11B
+
 
 def frames_from_folder(folder: str | os.PathLike, limit: int) -> Iterator[np.ndarray]:
     """Up to ``limit`` RGB frames from the images in ``folder`` (sorted, recursive)."""
@@ -57,3 +63,44 @@ def frames_from_bag(bag: str | os.PathLike, topic: str, limit: int) -> Iterator[
             count += 1
             if count >= limit:
                 return
+
+
+def frames_from_synthetic(count: int, height: int, width: int, seed: int = 0
+                          ) -> Iterator[np.ndarray]:
+    """``count`` generated street scenes (RGB, H x W), a pure function of ``seed``.
+
+    For networks trained on the generator's scenes and for latency runs of random networks;
+    a deployed network calibrates on its own camera's frames (a folder or a bag).
+    """
+    # Imported here: the generator is only needed when it is the calibration source.
+    from ..data.synthetic import render_scene  # noqa: PLC0415
+
+    for index in range(count):
+        yield render_scene(seed, height, width, _SYNTHETIC_KEY, index)[0]
+
+
+
+def calibration_source(
+    count: int, images: str | os.PathLike | None = None, bag: str | os.PathLike | None = None,
+    topic: str | None = None, synthetic_size: tuple[int, int] | None = None, seed: int = 0,
+) -> Iterator[np.ndarray]:
+    """Up to ``count`` RGB frames from the one source given: ``images``, ``bag`` + ``topic``,
+    or (neither given) ``synthetic_size`` (H, W) generated scenes.
+
+    Raises:
+        ValueError: no source, a bag without a topic, or a missing folder (before any frame).
+    """
+    if images:
+        if not Path(images).is_dir():  # the readers are lazy: check now, not at the first frame
+            raise ValueError(f"calibration image folder not found: {images}")
+        return frames_from_folder(images, count)
+    if bag:
+        if not topic:
+            raise ValueError("a calibration bag needs its image topic (--calib-topic)")
+        if not Path(bag).exists():
+            raise ValueError(f"calibration bag not found: {bag}")
+        return frames_from_bag(bag, topic, count)
+    if synthetic_size is None:
+        raise ValueError("int8 calibration needs an image folder, a bag and topic, or "
+                         "generated scenes")
+    return frames_from_synthetic(count, *synthetic_size, seed=seed)
