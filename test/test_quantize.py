@@ -169,3 +169,21 @@ def test_bf16_refused_where_the_cpu_lacks_it(monkeypatch):
     monkeypatch.setattr("bisestdc_core.inference.segmenter.cpu_bf16_supported", lambda: False)
     with pytest.raises(RuntimeError, match="no bf16 instructions"):
         Segmenter(weights=DEMO, engine="torch", device="cpu", precision="bf16")
+
+
+@pytest.mark.parametrize("module", ["benchmarks.int8_accuracy", "benchmarks.cpu_precision"])
+def test_benchmark_help_shows_defaults(module):
+    import importlib
+
+    help_text = importlib.import_module(module).build_parser().format_help()
+    assert "(default:" in help_text and "--out" in help_text
+
+
+def test_precision_benchmark_ceiling_and_macs():
+    from benchmarks import cpu_precision
+
+    # The int8 ceiling graph runs and reports a positive rate; MACs match the spec's figure
+    # for BiSeSTDC-Seg at 512x1024 (50.79 G, README) scaled by area.
+    assert cpu_precision.ort_int8_matmul_gops(n=256, repeats=1) > 0
+    assert cpu_precision.main_path_gmacs("bisestdc", (256, 512)) == pytest.approx(50.79 / 4,
+                                                                                  rel=0.01)
