@@ -138,4 +138,5 @@ class OnnxRuntimeEngine:
         t3 = time.perf_counter()
         return EngineOutput(labels, conf, {"preprocess": (t1 - t0) * 1e3,
                                            "inference": (t2 - t1) * 1e3,
-                                           "postprocess": (t3 - t2) * 1e3})
+                                           "postprocess": (t3 - t2) * 1e3},
+                            network_labels=outputs[0][0])

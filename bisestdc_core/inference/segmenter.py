@@ -54,11 +54,14 @@ class SegmentationResult:
         labels: H x W uint8 train ids at the frame's size.
         confidence: H x W uint8 (max class probability x 255), or None when not requested.
         timings_ms: 'preprocess', 'inference', 'postprocess' in milliseconds.
+        network_labels: the labels at the network's resolution (before the nearest resize to
+            the frame), where the engine keeps them; they carry all the detail ``labels`` has.
     """
 
     labels: np.ndarray
     confidence: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    network_labels: np.ndarray | None = None
 
 
 def available_engines() -> dict[str, str]:
@@ -326,7 +329,7 @@ class Segmenter:
             out = self._engine.infer(frame, order, with_confidence)
         timings = dict(out.timings_ms)
         timings.setdefault("total", (time.perf_counter() - t0) * 1e3)
-        return SegmentationResult(out.labels, out.confidence, timings)
+        return SegmentationResult(out.labels, out.confidence, timings, out.network_labels)
 
     def __repr__(self) -> str:
         return (f"Segmenter(engine={self.engine_name!r}, device={self.device!r}, "

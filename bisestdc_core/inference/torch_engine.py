@@ -153,7 +153,8 @@ class TorchEngine:
         t3 = time.perf_counter()
         return EngineOutput(labels_np, conf_np, {"preprocess": (t1 - t0) * 1e3,
                                                  "inference": (t2 - t1) * 1e3,
-                                                 "postprocess": (t3 - t2) * 1e3})
+                                                 "postprocess": (t3 - t2) * 1e3},
+                            network_labels=labels[0].numpy())
 
     # -- CUDA ---------------------------------------------------------------------------------
 
