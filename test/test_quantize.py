@@ -90,10 +90,13 @@ def test_qdq_graph_keeps_the_interface_and_the_target_encoding(stdc1_fp32, tmp_p
     # The preprocessing before the first Conv is never quantized.
     assert graph.node[0].op_type in ("Transpose", "Cast")
     zero_points = [values[n.input[2]] for n in quant]
+    problems = quantize.tensorrt_qdq_problems(model)
     if target == "tensorrt":  # TensorRT: int8 with zero point 0 only
         assert all(z.dtype == np.int8 and not z.any() for z in zero_points)
+        assert problems == []
     else:
         assert all(z.dtype == np.uint8 for z in zero_points)
+        assert problems and "zero point must be an int8 constant 0" in problems[0]
     stored = json.loads(export.sidecar_path(out).read_text())
     assert stored == side and stored["precision"] == "int8"
     q = stored["quantization"]

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -66,11 +67,17 @@ class QuantTarget:
 
     activation_type: QuantType
     symmetric_activations: bool
+    # TensorRT (8.5 to 10) reads quantized weights as Q -> DQ pairs on float weights and keeps
+    # biases float (it has no int32 bias input); ONNX Runtime wants int8 weight constants and
+    # int32 biases, which it folds into QLinearConv.
+    weights_as_qdq_pairs: bool = False
+    quantize_bias: bool = True
 
 
 TARGETS = {
     "onnxruntime": QuantTarget(QuantType.QUInt8, symmetric_activations=False),
-    "tensorrt": QuantTarget(QuantType.QInt8, symmetric_activations=True),
+    "tensorrt": QuantTarget(QuantType.QInt8, symmetric_activations=True,
+                            weights_as_qdq_pairs=True, quantize_bias=False),
 }
 FLOAT_CANDIDATES = ("stem", "head", "logits_resize")
 # What the measurement chose for the demo checkpoint (benchmarks/int8_accuracy.md): used when a
@@ -105,6 +112,32 @@ def network_nodes(model: onnx.ModelProto) -> tuple[dict[str, str], list[str]]:
     fixed_float = [n.name for n in nodes[:first]]
     fixed_float += [n.name for n in nodes[last + 1:] if n is not resize]
     return roles, fixed_float
+
+
+def tensorrt_qdq_problems(model: onnx.ModelProto) -> list[str]:
+    """What in a QDQ graph TensorRT's explicit quantization would refuse (empty: nothing).
+
+    TensorRT builds int8 from QuantizeLinear/DequantizeLinear pairs with int8 zero points equal
+    to 0 and positive float scales, per-tensor or per output channel (axis 0) for weights, and
+    no int32 (bias) dequantization (TensorRT developer guide, "Explicit Quantization"). The
+    graph's other operators are the fp32 export's, checked by the export's own TensorRT
+    conformance rules.
+    """
+    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    problems = []
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        scale = values.get(node.input[1])
+        zero = values.get(node.input[2]) if len(node.input) > 2 else None
+        if scale is None or scale.dtype != np.float32 or not (scale > 0).all():
+            problems.append(f"{node.name}: scale must be a positive float32 constant")
+        if zero is None or zero.dtype != np.int8 or zero.any():
+            problems.append(f"{node.name}: zero point must be an int8 constant 0")
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if scale is not None and scale.size > 1 and axis != 0:
+            problems.append(f"{node.name}: per-channel quantization on axis {axis}, not 0")
+    return problems
 
 
 # ---- calibration ----------------------------------------------------------------------------
@@ -150,7 +183,9 @@ def _quantize(prepared: Path, out: Path, reader: FrameReader | None, target: Qua
         activation_type=target.activation_type, weight_type=QuantType.QInt8,
         nodes_to_exclude=exclude, calibrate_method=CalibrationMethod.MinMax,
         extra_options={"ActivationSymmetric": target.symmetric_activations,
-                       "WeightSymmetric": True},
+                       "WeightSymmetric": True,
+                       "AddQDQPairToWeight": target.weights_as_qdq_pairs,
+                       "QuantizeBias": target.quantize_bias},
         calibration_cache_path=str(cache),
     )
 
@@ -235,6 +270,10 @@ def quantize_onnx(
         _quantize(prepared, out, reader, spec, fixed_float + kept, cache)
 
     onnx.checker.check_model(str(out))
+    if target == "tensorrt":
+        problems = tensorrt_qdq_problems(onnx.load(str(out)))
+        if problems:
+            raise RuntimeError(f"{out}: not a TensorRT QDQ graph: " + "; ".join(problems[:5]))
     quantized = dict(sidecar)
     quantized.update({
         "precision": "int8",
