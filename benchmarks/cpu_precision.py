@@ -3,9 +3,11 @@
 For each network and size, the same frames go through every (engine, precision) pair via
 ``Segmenter.segment`` (uint8 H x W x 3 frame in, uint8 labels out, batch 1): ONNX Runtime fp32,
 ONNX Runtime int8 (the graph quantized on the fly, as ``precision: int8`` does), PyTorch fp32
-and, where the CPU has bf16 instructions, PyTorch bf16. Calls are interleaved round-robin (one
-call per pair per round, rotating the order), so load from other processes on a shared machine
-falls on every pair alike and the ratios stay meaningful.
+and, where the CPU has bf16 instructions, PyTorch bf16. Within an engine, calls are
+interleaved round-robin (one call per precision per round, rotating the order), so load from
+other processes on a shared machine falls on each precision alike and the ratios stay
+meaningful. Engines run one after the other, not interleaved: a thread pool keeps spinning for
+a while after its call and would slow the other engine's next call.
 
 The ceiling per precision is measured in the same run, right before each network and size
 (load from other processes changes over a run): a 4096 x 4096 matrix product with torch (fp32,
@@ -115,7 +117,7 @@ def main_path_gmacs(model_name: str, size: tuple[int, int]) -> float:
 
 def time_round_robin(segmenters: dict[str, Segmenter], frames: list[np.ndarray], warmup: int,
                      runs: int) -> dict[str, list[float]]:
-    """Per-pair latencies (ms), one call per pair per round in a rotating order."""
+    """Per-segmenter latencies (ms), one call each per round in a rotating order."""
     names = list(segmenters)
     for i in range(warmup):
         for name in names:
@@ -145,7 +147,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                    model_name=model)
                 for engine, precision in pairs
             }
-            samples = time_round_robin(segmenters, frames, args.warmup, args.runs)
+            samples: dict[str, list[float]] = {}
+            for engine in dict.fromkeys(e for e, _ in pairs):
+                group = {n: s for n, s in segmenters.items() if n.startswith(engine + " ")}
+                samples.update(time_round_robin(group, frames, args.warmup, args.runs))
             fp32_ms = None
             for (engine, precision), name in zip(pairs, segmenters):
                 stats = summarise(samples[name])
@@ -185,7 +190,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{'yes' if hw['cpu_bf16'] else 'no'}; torch {hw['torch']}, onnxruntime "
         f"{hw['onnxruntime']}. Load average (1/5/15 min) at start {load['start']}, at end "
         f"{load['end']}: other processes shared the cores, so absolute times are pessimistic; "
-        "pairs were interleaved round-robin, so their ratios are comparable.", "",
+        "precisions of one engine were interleaved round-robin, so their ratios are "
+        "comparable.", "",
         f"Command: `{report['command']}`", "",
         f"uint8 frame in, uint8 labels out through `Segmenter`, frame size = network size, "
         f"random weights, median of {report['runs']} rounds after {report['warmup']} warm-up.",
