@@ -88,7 +88,8 @@ def test_qdq_graph_keeps_the_interface_and_the_target_encoding(stdc1_fp32, tmp_p
                    and values[weight_dq[c.input[1]].input[1]].size > 1]
     assert len(per_channel) >= len(convs) - 3
     # The preprocessing before the first Conv is never quantized.
-    assert graph.node[0].op_type in ("Transpose", "Cast")
+    first = next(n for n in graph.node if n.op_type != "Constant")
+    assert first.op_type in ("Transpose", "Cast")
     zero_points = [values[n.input[2]] for n in quant]
     problems = quantize.tensorrt_qdq_problems(model)
     if target == "tensorrt":  # TensorRT: int8 with zero point 0 only
@@ -198,3 +199,16 @@ def test_precision_benchmark_ceiling_and_macs():
     assert cpu_precision.ort_matmul_gops(int8=False, n=256, repeats=1) > 0
     assert cpu_precision.main_path_gmacs("bisestdc", (256, 512)) == pytest.approx(50.79 / 4,
                                                                                   rel=0.01)
+
+
+def test_tensorrt_target_passes_the_parser_rules(demo_fp32, tmp_path):
+    """The TensorRT QDQ graph against the export's TensorRT ONNX-parser rules (8.5, 8.6, 10)."""
+    rules = pytest.importorskip("bisestdc_core.inference.tensorrt_rules",
+                                reason="the TensorRT parser-rule check is not in this tree")
+    assert rules.check_tensorrt_rules(demo_fp32) == {v: [] for v in rules.RULES}, \
+        "the fp32 export itself is not TensorRT-conformant"
+    out = tmp_path / "trt.int8.onnx"
+    quantize.quantize_onnx(demo_fp32, out, scenes(2, seed=1), target="tensorrt",
+                           float_layers=list(quantize.DEFAULT_FLOAT_LAYERS))
+    assert rules.is_explicitly_quantized(out)
+    assert rules.check_tensorrt_rules(out) == {v: [] for v in rules.RULES}
