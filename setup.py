@@ -32,6 +32,7 @@ setup(
             "bisestdc-bag-eval = bisestdc_ros.bag_eval:main",
             "bisestdc-export = bisestdc_core.export:main",
             "bisestdc-benchmark = bisestdc_core.benchmark:main",
+            "bisestdc-quantize = bisestdc_core.inference.quantize:main",
         ],
     },
 )

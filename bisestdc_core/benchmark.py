@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"])
     parser.add_argument("--num-classes", type=int, default=19)
     parser.add_argument("--weights", help="checkpoint (default: random weights)")
     parser.add_argument("--out", default="benchmarks", help="output folder")

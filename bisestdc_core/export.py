@@ -303,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--calib-count", type=int, default=256, help="calibration frames to use")
     trt.add_argument("--calib-cache", help="calibration cache file (when omitted: "
                                            "<engine stem>.<onnx sha256>.calib beside the engine)")
+    # --precision int8 also writes <out stem>.int8.onnx, a QDQ graph (ONNX Runtime CPU int8,
+    # TensorRT explicit quantization), calibrated on the --calib-* frames.
+    from .inference.quantize import add_quantize_arguments  # noqa: PLC0415
+
+    add_quantize_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -377,6 +382,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         source={"weights": weights, "weights_sha256": file_sha256(weights) if weights else None},
     )
     print(f"ONNX: {args.out} (sha256 {sidecar['sha256'][:12]}, sidecar {sidecar_path(args.out)})")
+    if args.precision == "int8":
+        from .inference import quantize  # noqa: PLC0415
+
+        qdq = quantize.quantize_from_sources(
+            args.out, quantize.int8_path(args.out), target=args.int8_target,
+            calib_images=args.calib_images, calib_bag=args.calib_bag,
+            calib_topic=args.calib_topic, calib_count=args.calib_count,
+            select_count=args.select_count,
+            float_layers=quantize.parse_float_layers(args.float_layers))
+        print(f"int8 QDQ ONNX: {quantize.int8_path(args.out)} (float layers: "
+              f"{', '.join(qdq['quantization']['float_layers']) or 'none'})")
     if args.tensorrt:
         from .inference import tensorrt_engine  # noqa: PLC0415 - optional, heavy dependency
 

@@ -102,20 +102,26 @@ def find_small_objects_at(
     analysis_size: tuple[int, int],
     confidence: np.ndarray | None = None,
     class_names: Sequence[str] | None = None,
+    analysis_labels: np.ndarray | None = None,
 ) -> list[SmallObject]:
     """``find_small_objects`` run at ``analysis_size`` (H, W), results in ``labels``' pixels.
 
     Label maps published at a camera's resolution are nearest-upsampled from the network's
     output, so the network's resolution carries all their detail. Searching there instead of
     at 1080p is several times cheaper; boxes and pixel counts are scaled back to the frame and
-    ``min_area`` (in frame pixels) is scaled down accordingly.
+    ``min_area`` (in frame pixels) is scaled down accordingly. ``analysis_labels``, the
+    engine's own labels at ``analysis_size`` when it has them, are searched as they are
+    (no resize of the frame-size labels back down).
     """
     h, w = labels.shape
     ah, aw = int(analysis_size[0]), int(analysis_size[1])
     if ah >= h or aw >= w:
         return find_small_objects(labels, class_ids, min_area, confidence, class_names)
     sy, sx = h / ah, w / aw
-    small = cv2.resize(labels, (aw, ah), interpolation=cv2.INTER_NEAREST)
+    if analysis_labels is not None and analysis_labels.shape == (ah, aw):
+        small = analysis_labels
+    else:
+        small = cv2.resize(labels, (aw, ah), interpolation=cv2.INTER_NEAREST)
     small_conf = None
     if confidence is not None:
         small_conf = cv2.resize(confidence, (aw, ah), interpolation=cv2.INTER_NEAREST)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 ENGINES = ("auto", "tensorrt", "torch", "onnxruntime")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # as bisestdc_core.inference.segmenter.PRECISIONS
 INPUT_TYPES = ("raw", "compressed")
 QOS_PROFILES = ("sensor_data", "reliable")
 # The network downsamples by 32; other sizes would be padded or fail in the exported engines.

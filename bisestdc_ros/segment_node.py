@@ -523,6 +523,9 @@ class SegmentNode(Node):
                 labels, small_ids, config.small_object_min_area,
                 self._segmenter.network_size,
                 confidence=result.confidence, class_names=self._class_names,
+                # Searched as the engine produced them, not resized up and back down; a
+                # segmenter passed in by a caller may not provide them.
+                analysis_labels=getattr(result, "network_labels", None),
             )
         color = None
         if wanted["color"] or wanted["overlay"]:

@@ -75,7 +75,7 @@ def test_parameters_help_lists_every_parameter_with_its_default():
     [
         ({"engine": "tflite"}, "engine must be one of"),
         ({"device": "gpu"}, "device must be"),
-        ({"precision": "bf16"}, "precision must be one of"),
+        ({"precision": "int4"}, "precision must be one of"),
         ({"network_height": 100, "network_width": 256}, "multiple of 32"),
         ({"network_height": 128}, "both be 0"),
         ({"network_height": -32, "network_width": 64}, ">= 0"),

@@ -19,11 +19,14 @@ class EngineOutput:
         labels: H x W uint8 train ids at the frame's size.
         confidence: H x W uint8 or None.
         timings_ms: 'preprocess', 'inference', 'postprocess' in milliseconds.
+        network_labels: h x w uint8 train ids at the network's resolution, before the resize
+            to the frame (None where the engine does not keep them).
     """
 
     labels: np.ndarray
     confidence: np.ndarray | None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    network_labels: np.ndarray | None = None
 
 
 class Engine(Protocol):

@@ -1,4 +1,5 @@
-"""Frames for INT8 calibration: from a folder of images or from an image topic in a rosbag.
+"""Frames for INT8 calibration: a folder of images, an image topic in a rosbag, or generated
+street scenes.
 
 Every source yields H x W x 3 uint8 frames in RGB order; the calibrator converts them to the
 engine's channel order and input size. :meth:`CalibrationSource.validate` checks a source
@@ -21,6 +22,9 @@ from ..data.datasets import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
+# Mixed into the generator's seed so calibration scenes differ from the dataset writer's
+# train/val scenes of the same seed.
+_SYNTHETIC_KEY = 0xCA11B
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
     """The images under ``folder`` (sorted, recursive).
@@ -143,3 +147,38 @@ class CalibrationSource:
         if self.images:
             return frames_from_folder(self.images, int(self.count))
         return frames_from_bag(self.bag, str(self.topic), int(self.count))
+
+
+def frames_from_synthetic(count: int, height: int, width: int, seed: int = 0
+                          ) -> Iterator[np.ndarray]:
+    """``count`` generated street scenes (RGB, H x W), a pure function of ``seed``.
+
+    For networks trained on the generator's scenes and for latency runs of random networks;
+    a deployed network calibrates on its own camera's frames (a folder or a bag).
+    """
+    # Imported here: the generator is only needed when it is the calibration source.
+    from ..data.synthetic import render_scene
+
+    for index in range(count):
+        yield render_scene(seed, height, width, _SYNTHETIC_KEY, index)[0]
+
+
+def calibration_source(
+    count: int, images: str | os.PathLike | None = None, bag: str | os.PathLike | None = None,
+    topic: str | None = None, synthetic_size: tuple[int, int] | None = None, seed: int = 0,
+) -> Iterator[np.ndarray]:
+    """Up to ``count`` RGB frames from the one source given: ``images``, ``bag`` + ``topic``
+    (validated as a :class:`CalibrationSource` before any frame is read), or (neither given)
+    ``synthetic_size`` (H, W) generated scenes.
+
+    Raises:
+        ValueError: see :meth:`CalibrationSource.validate`; or no source at all.
+    """
+    if images or bag or topic:
+        source = CalibrationSource(images=images, bag=bag, topic=topic, count=count)
+        source.validate()
+        return source.frames()
+    if synthetic_size is None:
+        raise ValueError("int8 calibration needs an image folder, a bag and topic, or "
+                         "generated scenes")
+    return frames_from_synthetic(count, *synthetic_size, seed=seed)

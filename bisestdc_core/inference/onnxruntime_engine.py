@@ -2,6 +2,8 @@
 
 CPUExecutionProvider by default (all graph optimisations, one intra-op thread per usable
 core); CUDAExecutionProvider first when it is installed and a CUDA device is asked for.
+The engine's precision is the graph's: ``int8`` for QDQ graphs written by
+:mod:`.quantize` (their sidecar says so), else ``fp32``.
 """
 
 from __future__ import annotations
@@ -82,10 +84,11 @@ class OnnxRuntimeEngine:
         self._confidence_factory = confidence_factory
         self._session, self._meta = self._open(onnx_path, meta)
         self.network_size = tuple(self._meta["network_size"])
+        self.precision = self._meta.get("precision", "fp32")
         self._conf_session: ort.InferenceSession | None = None
         self._conf_meta: dict | None = None
         self._lock = threading.Lock()
-        log.info("ONNX Runtime session on %s (%s) with %d intra-op threads",
+        log.info("ONNX Runtime %s session on %s (%s) with %d intra-op threads", self.precision,
                  self._session.get_providers()[0], Path(onnx_path).name,
                  self._session.get_session_options().intra_op_num_threads)
 
@@ -135,4 +138,5 @@ class OnnxRuntimeEngine:
         t3 = time.perf_counter()
         return EngineOutput(labels, conf, {"preprocess": (t1 - t0) * 1e3,
                                            "inference": (t2 - t1) * 1e3,
-                                           "postprocess": (t3 - t2) * 1e3})
+                                           "postprocess": (t3 - t2) * 1e3},
+                            network_labels=outputs[0][0])

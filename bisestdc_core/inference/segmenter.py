@@ -5,10 +5,11 @@ Engines (see :func:`available_engines`):
 * ``tensorrt``: a prebuilt engine (``engine_path``) or one built from ``onnx`` into the cache
   (fp16/fp32/int8); needs TensorRT + pycuda and a CUDA device.
 * ``torch``: the network from ``weights`` on CUDA (fp16/fp32, BN folded, channels-last,
-  CUDA graphs per frame size) or CPU (fp32 eager).
+  CUDA graphs per frame size) or CPU (fp32, or bf16 on CPUs with bf16 instructions).
 * ``onnxruntime``: an exported graph (``onnx``), or one exported on the fly from ``weights``
   into the cache (keyed by the checkpoint's hash and the export settings); CPU, or CUDA with
-  onnxruntime-gpu.
+  onnxruntime-gpu. ``int8``: a QDQ graph from :mod:`.quantize` (``onnx``), or one quantized
+  on the fly from ``weights`` with generated calibration scenes.
 
 ``engine="auto"`` tries them in that order and logs which it took and why the others were not;
 when TensorRT is installed but parsing or building the engine fails, ``auto`` logs the reason
@@ -40,10 +41,12 @@ from .base import Engine
 from .calibration_data import CalibrationSource
 from .loading import load_network, resolve_class_set
 from .processing import DEFAULT_NETWORK_SIZE, check_channel_order
+from .torch_engine import cpu_bf16_supported
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("tensorrt", "torch", "onnxruntime")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass
@@ -54,11 +57,14 @@ class SegmentationResult:
         labels: H x W uint8 train ids at the frame's size.
         confidence: H x W uint8 (max class probability x 255), or None when not requested.
         timings_ms: 'preprocess', 'inference', 'postprocess' in milliseconds.
+        network_labels: the labels at the network's resolution (before the nearest resize to
+            the frame), where the engine keeps them; they carry all the detail ``labels`` has.
     """
 
     labels: np.ndarray
     confidence: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    network_labels: np.ndarray | None = None
 
 
 def available_engines() -> dict[str, str]:
@@ -98,10 +104,11 @@ class Segmenter:
         engine_path: a prebuilt TensorRT engine (with its ``.json`` sidecar).
         engine: ``auto``, ``tensorrt``, ``torch`` or ``onnxruntime``.
         device: ``auto``, ``cpu`` or ``cuda[:i]``.
-        precision: ``fp32``, ``fp16`` (CUDA engines) or ``int8`` (TensorRT). int8 needs a
-            prebuilt ``engine_path``, an explicitly quantized (QDQ) ``onnx``, a
-            ``calibration`` source or an existing ``calib_cache``; anything else is refused here,
-            and a given source is validated here, before any engine is built.
+        precision: ``fp32``, ``fp16`` (CUDA engines), ``bf16`` (torch on CPU) or ``int8``
+            (TensorRT, ONNX Runtime). TensorRT int8 needs a prebuilt ``engine_path``, an
+            explicitly quantized (QDQ) ``onnx``, a ``calibration`` source or an existing
+            ``calib_cache``; anything else is refused here, and a given source is validated
+            here, before any engine is built.
         calibration: int8 calibration frames (image folder, or bag and topic).
         calib_cache: int8 calibration cache file (read if present, written after calibrating).
         network_size: (H, W) the network runs at; default: the checkpoint's / ONNX's, else
@@ -125,8 +132,8 @@ class Segmenter:
     ):
         if engine not in ("auto", *ENGINES):
             raise ValueError(f"engine must be 'auto' or one of {ENGINES}, got {engine!r}")
-        if precision not in ("fp32", "fp16", "int8"):
-            raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         for label, path in (("weights", weights), ("onnx", onnx), ("engine_path", engine_path)):
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{label} file not found: {path}")
@@ -135,7 +142,10 @@ class Segmenter:
         self._engine_path = engine_path
         self._calibration = calibration
         self._calib_cache = calib_cache
-        if precision == "int8" and engine_path is None:
+        # TensorRT int8 needs its scales from somewhere, checked before minutes of building.
+        # ONNX Runtime asked for by name may quantize the weights' export itself (generated
+        # calibration scenes, with a warning); a QDQ graph carries its own scales.
+        if precision == "int8" and engine_path is None and engine != "onnxruntime":
             from .tensorrt_engine import int8_mode  # noqa: PLC0415
 
             int8_mode(onnx, calibration, calib_cache)
@@ -213,6 +223,8 @@ class Segmenter:
                 return why
             if not cuda:
                 return "needs a CUDA device"
+            if precision == "bf16":
+                return "bf16 is the torch engine's (on CPU)"
             if self._engine_path is None and self._onnx is None \
                     and self._explicit_engine != "tensorrt":
                 return "no engine_path or onnx given (a build takes minutes; weights use torch)"
@@ -221,15 +233,26 @@ class Segmenter:
             if self._weights is None and (self._onnx is not None or self._engine_path):
                 return "needs weights (only an ONNX/engine was given)"
             if precision == "int8":
-                return "int8 is TensorRT only"
+                return "int8 runs on TensorRT or ONNX Runtime"
+            if precision == "bf16" and cuda:
+                return "bf16 is for CPUs (fp16 on CUDA)"
+            if precision == "bf16" and not cpu_bf16_supported():
+                return "this CPU has no bf16 instructions (AVX512-BF16 or AMX)"
             if not cuda and self._explicit_engine != "torch":
                 return "no CUDA device (on CPU ONNX Runtime is faster; ask for engine='torch')"
             return None
         if name == "onnxruntime":
             if self._engine_path is not None and self._onnx is None and self._weights is None:
                 return "needs onnx or weights (only a TensorRT engine was given)"
-            if precision == "int8":
-                return "int8 is TensorRT only"
+            if precision == "bf16":
+                return "bf16 is the torch engine's"
+            if precision == "int8" and self._onnx is not None:
+                from ..export import read_sidecar  # noqa: PLC0415
+
+                stored = (read_sidecar(self._onnx) or {}).get("precision", "fp32")
+                if stored != "int8":
+                    return (f"{Path(self._onnx).name} is an {stored} graph; quantize it with "
+                            "bisestdc-quantize")
             return None
         raise ValueError(name)
 
@@ -269,9 +292,10 @@ class Segmenter:
     def _make_onnxruntime(self, precision: str) -> Engine:
         from ..export import export_cached, read_sidecar  # noqa: PLC0415
         from .onnxruntime_engine import OnnxRuntimeEngine  # noqa: PLC0415
+        from .quantize import quantize_cached  # noqa: PLC0415
 
-        if precision != "fp32":
-            log.warning("ONNX Runtime runs the fp32 graph (requested %s)", precision)
+        if precision == "fp16":
+            log.warning("ONNX Runtime runs the fp32 graph (requested fp16)")
         device = self.device if self.device.startswith("cuda") and self._ort_cuda() else "cpu"
         if self._onnx is not None:
             meta = read_sidecar(self._onnx) or {}
@@ -288,6 +312,8 @@ class Segmenter:
                                  class_names=class_set.names, network_size=size,
                                  channel_order="rgb", dynamic=True, confidence=confidence,
                                  directory=self._scratch_dir)
+            if precision == "int8":
+                path = quantize_cached(path)
             return path, read_sidecar(path)
 
         path, sidecar = export(False)
@@ -333,7 +359,7 @@ class Segmenter:
             out = self._engine.infer(frame, order, with_confidence)
         timings = dict(out.timings_ms)
         timings.setdefault("total", (time.perf_counter() - t0) * 1e3)
-        return SegmentationResult(out.labels, out.confidence, timings)
+        return SegmentationResult(out.labels, out.confidence, timings, out.network_labels)
 
     def __repr__(self) -> str:
         return (f"Segmenter(engine={self.engine_name!r}, device={self.device!r}, "

@@ -1,4 +1,4 @@
-"""PyTorch engine: CUDA fp16 channels-last CUDA graphs, or CPU fp32 eager.
+"""PyTorch engine: CUDA fp16 channels-last CUDA graphs, or CPU fp32/bf16 eager.
 
 Both paths run the network with BatchNorm folded into the convolutions and the same
 pre/post-processing as the ONNX export (:mod:`.processing`), so the engines agree.
@@ -11,7 +11,9 @@ leave through another; only uint8 crosses the bus. A small LRU bounds the graphs
 camera size).
 
 CPU: eager under ``torch.inference_mode``, fp32; channels-last is optional (it helps oneDNN
-convolutions on some CPUs, not all).
+convolutions on some CPUs, not all). bf16 on CPUs with bf16 instructions (AVX512-BF16, AMX):
+weights and activations in bf16, channels-last (oneDNN's bf16 convolutions want NHWC; measured
+here, NCHW bf16 was no faster than fp32), pre/postprocessing in fp32.
 """
 
 from __future__ import annotations
@@ -43,6 +45,17 @@ log = logging.getLogger(__name__)
 __all__ = ["TorchEngine", "fold_batchnorm"]
 
 _WARMUP_ITERS = 3
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX), not emulated."""
+    # torch's own probe; a private op, so a torch without it counts as "no".
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
 
 
 @dataclass
@@ -64,8 +77,8 @@ class TorchEngine:
         mean, std: RGB normalisation on the 0..1 scale.
         network_size: (h, w) the network runs at.
         device: ``cpu`` or ``cuda[:i]``.
-        precision: ``fp16`` or ``fp32`` on CUDA; CPU is always fp32.
-        channels_last: memory format (default: True on CUDA, False on CPU).
+        precision: ``fp16`` or ``fp32`` on CUDA; ``fp32`` or ``bf16`` on CPU.
+        channels_last: memory format (default: True on CUDA and for bf16, else False).
         cuda_graphs: capture per-shape CUDA graphs (CUDA only).
         max_graphs: graphs kept (least recently used dropped first).
     """
@@ -81,15 +94,21 @@ class TorchEngine:
         self.cuda = self.device.startswith("cuda")
         if self.cuda and not torch.cuda.is_available():
             raise RuntimeError(f"device {device!r} requested but torch sees no CUDA device")
-        if precision not in ("fp16", "fp32"):
-            raise ValueError(f"torch engine precision must be fp16 or fp32, got {precision!r}")
-        if not self.cuda and precision != "fp32":
-            log.warning("torch on CPU runs fp32 (requested %s)", precision)
+        if precision not in _DTYPES:
+            raise ValueError(f"torch engine precision must be one of {tuple(_DTYPES)}, "
+                             f"got {precision!r}")
+        if precision == "bf16" and (self.cuda or not cpu_bf16_supported()):
+            raise ValueError("bf16 runs on CPUs with bf16 instructions (AVX512-BF16 or AMX); "
+                             + ("use fp16 on CUDA" if self.cuda else "this CPU has none"))
+        if not self.cuda and precision == "fp16":
+            log.warning("torch on CPU runs fp32 (requested fp16)")
             precision = "fp32"
         self.precision = precision
-        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.dtype = _DTYPES[precision]
         self.network_size = (int(network_size[0]), int(network_size[1]))
-        self.channels_last = self.cuda if channels_last is None else channels_last
+        if channels_last is None:
+            channels_last = self.cuda or precision == "bf16"
+        self.channels_last = channels_last
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.use_graphs = self.cuda and cuda_graphs
         self.max_graphs = max_graphs
@@ -122,7 +141,7 @@ class TorchEngine:
     def _infer_cpu(self, frame: np.ndarray, order: str, with_confidence: bool) -> EngineOutput:
         t0 = time.perf_counter()
         image = torch.from_numpy(frame)[None]  # zero-copy view
-        x = self.pre[order](image).contiguous(memory_format=self.memory_format)
+        x = self.pre[order](image).to(self.dtype).contiguous(memory_format=self.memory_format)
         t1 = time.perf_counter()
         logits = self.net(x)
         labels = labels_from_logits(logits)
@@ -134,7 +153,8 @@ class TorchEngine:
         t3 = time.perf_counter()
         return EngineOutput(labels_np, conf_np, {"preprocess": (t1 - t0) * 1e3,
                                                  "inference": (t2 - t1) * 1e3,
-                                                 "postprocess": (t3 - t2) * 1e3})
+                                                 "postprocess": (t3 - t2) * 1e3},
+                            network_labels=labels[0].numpy())
 
     # -- CUDA ---------------------------------------------------------------------------------
 

@@ -1,0 +1,214 @@
+"""int8 QDQ quantization: label agreement with fp32, graph structure per target, sidecar, the
+Segmenter's int8 and bf16 paths, and refusals."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from inference_helpers import SMALL, nondegenerate_model, realistic_frames
+from onnx import numpy_helper
+
+from bisestdc_core import export
+from bisestdc_core.classes import CITYSCAPES
+from bisestdc_core.data.synthetic import render_scene
+from bisestdc_core.inference import Segmenter, quantize
+from bisestdc_core.inference.loading import load_network
+from bisestdc_core.inference.torch_engine import cpu_bf16_supported
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "training" / "checkpoints" / "demo" / "bisestdc_synthetic.pt"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BISESTDC_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def scenes(count: int, seed: int) -> list[np.ndarray]:
+    return [render_scene(seed, *SMALL, 99, i)[0] for i in range(count)]
+
+
+@pytest.fixture(scope="module")
+def demo_fp32(tmp_path_factory) -> Path:
+    """The trained demo network exported at 128 x 256 (small, but its labels mean something)."""
+    network, meta = load_network(DEMO)
+    path = tmp_path_factory.mktemp("demo") / "demo.onnx"
+    export.export_onnx(network, path, model_name=meta["model"], class_set="cityscapes",
+                       class_names=CITYSCAPES.names, mean=meta["mean"], std=meta["std"],
+                       network_size=SMALL)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stdc1_fp32(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("stdc1") / "stdc1.onnx"
+    export.export_onnx(nondegenerate_model("stdc1"), path, model_name="stdc1",
+                       class_set="cityscapes", class_names=CITYSCAPES.names,
+                       mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225],
+                       network_size=SMALL, dynamic=True)
+    return path
+
+
+def test_int8_labels_agree_with_fp32_on_unseen_scenes(demo_fp32, tmp_path):
+    out = tmp_path / "demo.int8.onnx"
+    quantize.quantize_onnx(demo_fp32, out, scenes(8, seed=1),
+                           float_layers=list(quantize.DEFAULT_FLOAT_LAYERS))
+    held_out = scenes(4, seed=2)
+    agreement = quantize.label_agreement(quantize.graph_labels(demo_fp32, held_out),
+                                         quantize.graph_labels(out, held_out))
+    assert agreement >= 0.98, agreement
+
+
+def _initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "tensorrt"])
+def test_qdq_graph_keeps_the_interface_and_the_target_encoding(stdc1_fp32, tmp_path, target):
+    out = tmp_path / f"{target}.onnx"
+    side = quantize.quantize_onnx(stdc1_fp32, out, realistic_frames(4), realistic_frames(2, seed=5),
+                                  target=target)
+    model = onnx.load(str(out))
+    graph = model.graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    values = _initializers(model)
+    quant = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert quant and len(convs) > 10
+    # Per-channel weights: the DequantizeLinear feeding a Conv's weight has one scale per
+    # output channel.
+    weight_dq = {n.output[0]: n for n in graph.node if n.op_type == "DequantizeLinear"}
+    per_channel = [c for c in convs if c.input[1] in weight_dq
+                   and values[weight_dq[c.input[1]].input[1]].size > 1]
+    assert len(per_channel) >= len(convs) - 3
+    # The preprocessing before the first Conv is never quantized.
+    first = next(n for n in graph.node if n.op_type != "Constant")
+    assert first.op_type in ("Transpose", "Cast")
+    zero_points = [values[n.input[2]] for n in quant]
+    problems = quantize.tensorrt_qdq_problems(model)
+    if target == "tensorrt":  # TensorRT: int8 with zero point 0 only
+        assert all(z.dtype == np.int8 and not z.any() for z in zero_points)
+        assert problems == []
+    else:
+        assert all(z.dtype == np.uint8 for z in zero_points)
+        assert problems and "zero point must be an int8 constant 0" in problems[0]
+    stored = json.loads(export.sidecar_path(out).read_text())
+    assert stored == side and stored["precision"] == "int8"
+    q = stored["quantization"]
+    assert q["target"] == target and q["calibration"]["frames"] == 4
+    assert set(q["float_layer_selection"]["candidates"]) == set(quantize.FLOAT_CANDIDATES)
+    kept = {n.name for n in convs} | {n.name for n in graph.node if n.op_type == "Resize"}
+    assert set(q["float_layers"].values()) <= kept
+
+
+def test_float_layer_left_float_has_no_quantized_input(stdc1_fp32, tmp_path):
+    out = tmp_path / "head_float.onnx"
+    side = quantize.quantize_onnx(stdc1_fp32, out, realistic_frames(2), float_layers=["head"])
+    graph = onnx.load(str(out)).graph
+    head = next(n for n in graph.node if n.name == side["quantization"]["float_layers"]["head"])
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    assert producers.get(head.input[1]) != "DequantizeLinear"  # float weights
+
+
+def test_segmenter_runs_int8_graphs_and_quantizes_weights_on_the_fly(test_checkpoint, tmp_path,
+                                                                    caplog):
+    frame = realistic_frames(1, 100, 180)[0]
+    with caplog.at_level(logging.WARNING, logger="bisestdc_core.inference.quantize"):
+        seg = Segmenter(weights=test_checkpoint, engine="onnxruntime", precision="int8",
+                        network_size=SMALL)
+    assert seg.precision == "int8" and seg.engine_name == "onnxruntime"
+    assert "generated calibration scenes" in caplog.text
+    labels = seg.segment(frame).labels
+    assert labels.shape == (100, 180) and labels.dtype == np.uint8
+    # The quantized graph was cached: a second Segmenter reuses it.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="bisestdc_core.inference.quantize"):
+        again = Segmenter(weights=test_checkpoint, engine="onnxruntime", precision="int8",
+                          network_size=SMALL)
+    assert "reusing cached int8 graph" in caplog.text
+    assert np.array_equal(again.segment(frame).labels, labels)
+
+
+def test_segmenter_refuses_int8_for_an_fp32_graph(stdc1_fp32):
+    with pytest.raises(RuntimeError, match="fp32 graph; quantize it with bisestdc-quantize"):
+        Segmenter(onnx=stdc1_fp32, engine="onnxruntime", precision="int8")
+
+
+def test_bad_calibration_sources_are_refused_before_work(stdc1_fp32, tmp_path):
+    with pytest.raises(ValueError, match="calibration image folder not found"):
+        quantize.quantize_from_sources(stdc1_fp32, tmp_path / "q.onnx",
+                                       calib_images=str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="needs an image topic"):
+        quantize.quantize_from_sources(stdc1_fp32, tmp_path / "q.onnx",
+                                       calib_bag=str(tmp_path))
+    with pytest.raises(ValueError, match="unknown float layers"):
+        quantize.quantize_onnx(stdc1_fp32, tmp_path / "q.onnx", realistic_frames(1),
+                               float_layers=["backbone"])
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_quantize_cli_help_shows_defaults():
+    help_text = quantize.build_parser().format_help()
+    assert "--calib-images" in help_text and "(default: 32)" in help_text
+
+
+@pytest.mark.skipif(not cpu_bf16_supported(), reason="this CPU has no bf16 instructions")
+def test_torch_bf16_agrees_with_fp32(tmp_path):
+    frames = scenes(2, seed=3)
+    fp32 = Segmenter(weights=DEMO, engine="torch", device="cpu", network_size=SMALL)
+    bf16 = Segmenter(weights=DEMO, engine="torch", device="cpu", precision="bf16",
+                     network_size=SMALL)
+    assert bf16.precision == "bf16"
+    agree = np.mean([np.mean(fp32.segment(f).labels == bf16.segment(f).labels) for f in frames])
+    assert agree >= 0.98, agree
+
+
+def test_bf16_refused_where_the_cpu_lacks_it(monkeypatch):
+    monkeypatch.setattr("bisestdc_core.inference.segmenter.cpu_bf16_supported", lambda: False)
+    with pytest.raises(RuntimeError, match="no bf16 instructions"):
+        Segmenter(weights=DEMO, engine="torch", device="cpu", precision="bf16")
+
+
+def _load_benchmark(name: str):
+    """A script under benchmarks/ as a module (the folder is not an installed package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["int8_accuracy", "cpu_precision"])
+def test_benchmark_help_shows_defaults(name):
+    help_text = _load_benchmark(name).build_parser().format_help()
+    assert "(default:" in help_text and "--out" in help_text
+
+
+def test_precision_benchmark_ceiling_and_macs():
+    cpu_precision = _load_benchmark("cpu_precision")
+    # The ONNX Runtime ceiling graphs run and report a positive rate; MACs match the README's
+    # figure for BiSeSTDC-Seg at 512x1024 (50.79 G) scaled by area.
+    assert cpu_precision.ort_matmul_gops(int8=True, n=256, repeats=1) > 0
+    assert cpu_precision.ort_matmul_gops(int8=False, n=256, repeats=1) > 0
+    assert cpu_precision.main_path_gmacs("bisestdc", (256, 512)) == pytest.approx(50.79 / 4,
+                                                                                  rel=0.01)
+
+
+def test_tensorrt_target_passes_the_parser_rules(demo_fp32, tmp_path):
+    """The TensorRT QDQ graph against the export's TensorRT ONNX-parser rules (8.5, 8.6, 10)."""
+    rules = pytest.importorskip("bisestdc_core.inference.tensorrt_rules",
+                                reason="the TensorRT parser-rule check is not in this tree")
+    assert rules.check_tensorrt_rules(demo_fp32) == {v: [] for v in rules.RULES}, \
+        "the fp32 export itself is not TensorRT-conformant"
+    out = tmp_path / "trt.int8.onnx"
+    quantize.quantize_onnx(demo_fp32, out, scenes(2, seed=1), target="tensorrt",
+                           float_layers=list(quantize.DEFAULT_FLOAT_LAYERS))
+    assert rules.is_explicitly_quantized(out)
+    assert rules.check_tensorrt_rules(out) == {v: [] for v in rules.RULES}
