@@ -108,7 +108,7 @@ def write_outputs(result: dict[str, Any], out: Path, names: tuple[str, ...],
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     plot_confusion_matrix(result["confusion_matrix"], names, out / "confusion_matrix.png")
     miou = result["miou"]
-    title = f"mIoU {100 * miou:.2f}" if miou is not None else "mIoU n/a"
+    title = f"mIoU {100 * miou:.2f} %" if miou is not None else "mIoU n/a"
     plot_per_class_iou([result["iou"][n] for n in names], names, out / "per_class_iou.png",
                        small_objects=small, title=title)
 
