@@ -22,7 +22,6 @@ latency, printed next to the ceiling of its precision.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
@@ -41,6 +40,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
+from benchmarks.reports import write_report
 from bisestdc_core.benchmark import DISPLAY, hardware_info, parse_size, summarise
 from bisestdc_core.inference import Segmenter
 from bisestdc_core.inference.onnxruntime_engine import make_session, usable_cores
@@ -241,12 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     report = run(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / f"{args.name}.md").write_text(markdown(report))
-    print(markdown(report))
-    print(f"wrote {out / args.name}.json and .md")
+    write_report(args.out, args.name, report, markdown(report))
     return 0
 
 

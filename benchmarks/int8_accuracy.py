@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from benchmarks.reports import write_report
 from bisestdc_core.benchmark import hardware_info, parse_size
 from bisestdc_core.data.datasets import DATASET_KINDS, build_dataset
 from bisestdc_core.evaluation.metrics import ConfusionMatrix
@@ -205,12 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
     report = run(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / f"{args.name}.md").write_text(markdown(report))
-    print(markdown(report))
-    print(f"wrote {out / args.name}.json and .md")
+    write_report(args.out, args.name, report, markdown(report))
     return 0
 
 
