@@ -451,3 +451,22 @@ def test_bf16_step_loss_matches_fp32(tiny_streets, tmp_path):
     fp32, bf16 = results[None]["loss"], results[torch.bfloat16]["loss"]
     assert fp32 != bf16, "bf16 autocast did not change the arithmetic"
     assert bf16 == pytest.approx(fp32, rel=0.02)
+
+
+def test_loader_workers_start_after_the_dataset_check(tmp_path):
+    """Workers fork after the main process decoded every image for the dataset check: an
+    OpenCV thread pool alive at that moment would hang each worker in its first OpenCV call."""
+    root = tmp_path / "streets"
+    write_dataset(root, 4, split="train", height=256, width=512, seed=5)
+    overrides = tiny_overrides(root, tmp_path / "run", 2, **{"data.workers": 2,
+                                                            "data.crop_size": "[128,256]"})
+    proc = run_train(overrides, env=dict(os.environ, OMP_NUM_THREADS="2"),
+                     start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the workers too: they hold the output pipe
+        output, _ = proc.communicate()
+        pytest.fail(f"training with loader workers hung:\n{output[-2000:]}")
+    assert proc.returncode == 0, output[-2000:]
+    assert sorted(losses(tmp_path / "run")) == [1, 2]

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -175,6 +176,12 @@ class Trainer:
             with _dataset_errors_named():
                 self.val_dataset = build_dataset(dc.dataset, dc.root, dc.val_split)
             _check_trainable(self.val_dataset, self.cfg, dc.val_split)
+        if dc.workers > 0:
+            # The loader forks its workers after this process has decoded images (the check
+            # below, evaluations). An OpenCV thread pool alive at fork time leaves each worker
+            # waiting forever on threads it does not have (a hang in its first OpenCV call), so
+            # this process, which decodes only for checks and evaluation, stays single-threaded.
+            cv2.setNumThreads(1)
         # Every file is read once now, so a bad one stops the run before any work (or is
         # dropped with --skip-bad), never with a traceback at whichever batch draws it.
         self._check_split(train_set, dc.train_split)
