@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 IGNORE_INDEX = 255
+# Labels travel as uint8 with IGNORE_INDEX reserved: the most classes any network, checkpoint
+# card, training config or node may have.
+MAX_CLASSES = IGNORE_INDEX - 1
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from bisestdc_core.classes import MAX_CLASSES
+
 ENGINES = ("auto", "tensorrt", "torch", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # as bisestdc_core.inference.segmenter.PRECISIONS
 INPUT_TYPES = ("raw", "compressed")
@@ -18,7 +20,6 @@ QOS_PROFILES = ("sensor_data", "reliable")
 # The network downsamples by 32; other sizes would be padded or fail in the exported engines.
 NETWORK_STRIDE = 32
 MAX_QOS_DEPTH = 100
-MAX_CLASSES = 255  # labels travel as mono8, 255 is the ignore id
 
 # Output names under "<camera namespace>/segmentation/".
 OUTPUTS = ("labels", "color", "overlay", "latency", "confidence", "labels/compressed")
@@ -49,7 +50,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   f"network input width, a multiple of {NETWORK_STRIDE}; 0: model default", True),
     ParameterSpec("model_name", "bisestdc", "network architecture name (build_model registry)",
                   True),
-    ParameterSpec("num_classes", 19, f"classes the network predicts, 1..{MAX_CLASSES - 1}", True),
+    ParameterSpec("num_classes", 19, f"classes the network predicts, 1..{MAX_CLASSES}", True),
     # Relative, so a node namespace or a remapping moves inputs and outputs together.
     ParameterSpec("image_topics", ["camera/image_raw"],
                   "input image topics, one per camera; all share one engine. Outputs go to "
@@ -202,8 +203,8 @@ def validate(
             raise ConfigError(f"{name} must be a multiple of {NETWORK_STRIDE}; got {size}")
     if (height == 0) != (width == 0):
         raise ConfigError("network_height and network_width must both be 0 or both be set")
-    if not isinstance(v["num_classes"], int) or not 1 <= v["num_classes"] < MAX_CLASSES:
-        raise ConfigError(f"num_classes must be in 1..{MAX_CLASSES - 1}; got {v['num_classes']!r}")
+    if not isinstance(v["num_classes"], int) or not 1 <= v["num_classes"] <= MAX_CLASSES:
+        raise ConfigError(f"num_classes must be in 1..{MAX_CLASSES}; got {v['num_classes']!r}")
 
     topics = v["image_topics"]
     if isinstance(topics, str) or not topics:

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..classes import MAX_CLASSES
 from ..normalization import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,9 @@ PROJECT_FORMAT = "bisestdc"
 _SHOW = 5  # offending tensors named in an error message
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6; older files are pickles
 
-# Bounds of a project checkpoint's card. Labels travel as uint8 with 255 as "ignore": at most
-# 254 classes, the node's num_classes bound too. Networks run at most at Cityscapes' full
-# 1024 x 2048 in either orientation (larger inputs would only cost start-up memory: a hostile
-# card asked for 8192 x 16384).
-MAX_CLASSES = 254
+# Bounds of a project checkpoint's card (classes: MAX_CLASSES). Networks run at most at
+# Cityscapes' full 1024 x 2048 in either orientation (larger inputs would only cost start-up
+# memory: a hostile card asked for 8192 x 16384).
 MIN_NETWORK_SIDE, MAX_NETWORK_SIDE = 32, 2048
 
 

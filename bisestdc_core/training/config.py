@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from bisestdc_core.classes import MAX_CLASSES
+
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used."""
@@ -70,14 +72,13 @@ def text(default: str | None, doc: str = "") -> Any:
 # batch or class count beyond these trains on any GPU this project targets.
 MAX_CROP_SIDE = 8192
 MAX_BATCH = 4096
-MAX_CLASSES = 255  # labels are uint8 and 255 is the ignore index
 MAX_ITERS = 100_000_000
 
 
 @dataclass
 class ModelConfig:
     name: str = "bisestdc"  # bisestdc | stdc1 | stdc2
-    num_classes: int = bounded(19, ge=1, lt=MAX_CLASSES)
+    num_classes: int = bounded(19, ge=1, le=MAX_CLASSES)
     backbone_weights: str | None = text(None, "ImageNet STDC file")
     weights: str | None = text(None, "start from a full checkpoint (fine-tuning)")
 
