@@ -6,8 +6,6 @@ are slow on a loaded 2-core machine), never by fixed sleeps.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -205,14 +203,9 @@ def interrupt_group(process: subprocess.Popen, timeout: float = 60.0) -> int:
 
     Returns the exit code; SIGKILLs the group (and fails the caller's check) if it hangs.
     """
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=timeout)
-    return int(process.returncode)
+    from bisestdc_ros.bag_eval import stop_node
+
+    return stop_node(process, timeout, group=True)
 
 
 def wait_for_log(log_path: Path, text: str, process: subprocess.Popen,

@@ -138,10 +138,17 @@ def start_node(command: list[str], log_path: Path,
                                 start_new_session=True)
 
 
-def stop_node(process: subprocess.Popen, timeout: float = 20.0) -> int:
-    """SIGINT (the node shuts down cleanly), SIGKILL to its group after ``timeout`` s."""
+def stop_node(process: subprocess.Popen, timeout: float = 20.0, group: bool = False) -> int:
+    """SIGINT (the node shuts down cleanly), SIGKILL to its group after ``timeout`` s.
+
+    ``group`` sends the SIGINT to the whole process group, as Ctrl-C in a terminal does (what
+    ``ros2 launch`` expects; it then interrupts its nodes itself).
+    """
     if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+        if group:
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
