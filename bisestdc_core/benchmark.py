@@ -114,7 +114,9 @@ def time_segmenter(seg: Segmenter, frames: Sequence[np.ndarray], warmup: int, ru
             res = seg.segment(frame)
             samples.append((time.perf_counter() - t0) * 1e3)
         for stage in STAGES:
-            stages[stage].append(res.timings_ms.get(stage, float("nan")))
+            # The recorded benchmark files key the stages without the "_ms" suffix.
+            value = getattr(res.timings, f"{stage}_ms")
+            stages[stage].append(float("nan") if value is None else value)
     return samples, {s: float(np.median(v)) for s, v in stages.items()}
 
 

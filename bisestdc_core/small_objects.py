@@ -147,18 +147,30 @@ def palette_lut(palette_bgr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(palette.reshape(256, 1, 3))
 
 
-def colorize(labels: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """H x W uint8 labels -> H x W x 3 uint8 colours through a ``palette_lut`` table.
+def colorize(
+    labels: np.ndarray,
+    lut: np.ndarray,
+    out: np.ndarray | None = None,
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """h x w uint8 labels -> H x W x 3 uint8 colours through a ``palette_lut`` table.
 
     cv2.LUT maps a 3-channel image through a 3-channel table, so the labels are first replicated
     to 3 channels (one cvtColor), which is several times faster than ``palette[labels]``.
+
+    ``size`` (H, W), when it differs from the labels' size, nearest-resizes the colours: the
+    colours of the network-resolution labels resized to the frame are those of the frame-size
+    labels the engine resized the same way (OpenCV's nearest rule), at a fraction of the cost
+    (a 1080p table lookup costs ~4 ms, a 256 x 512 one plus the resize ~1.4 ms).
     """
     if lut.shape != (256, 1, 3):
         lut = palette_lut(lut)
     labels3 = cv2.cvtColor(labels, cv2.COLOR_GRAY2BGR)
-    if out is None:
-        return cv2.LUT(labels3, lut)
-    return cv2.LUT(labels3, lut, dst=out)
+    if size is None or tuple(size) == labels.shape:
+        return cv2.LUT(labels3, lut, dst=out)
+    height, width = int(size[0]), int(size[1])
+    return cv2.resize(cv2.LUT(labels3, lut), (width, height), dst=out,
+                      interpolation=cv2.INTER_NEAREST)
 
 
 def draw_overlay(

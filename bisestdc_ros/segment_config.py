@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from bisestdc_core.classes import MAX_CLASSES
+from bisestdc_ros.node_outputs import OUTPUT_PARAMETERS, OUTPUTS
 
 ENGINES = ("auto", "tensorrt", "torch", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # as bisestdc_core.inference.segmenter.PRECISIONS
@@ -20,9 +21,6 @@ QOS_PROFILES = ("sensor_data", "reliable")
 # The network downsamples by 32; other sizes would be padded or fail in the exported engines.
 NETWORK_STRIDE = 32
 MAX_QOS_DEPTH = 100
-
-# Output names under "<camera namespace>/segmentation/".
-OUTPUTS = ("labels", "color", "overlay", "latency", "confidence", "labels/compressed")
 
 
 class ConfigError(ValueError):
@@ -63,18 +61,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "subscription QoS: sensor_data (best effort) or reliable", True),
     ParameterSpec("qos_depth", 1,
                   "subscription history depth; the node keeps only the newest frame anyway", True),
-    ParameterSpec("publish_labels", True, "publish segmentation/labels (mono8 train ids)", False),
-    ParameterSpec("publish_color", True, "publish segmentation/color (bgr8 palette)", False),
-    ParameterSpec("publish_overlay", True,
-                  "publish segmentation/overlay (frame blended with colours, small objects boxed)",
-                  False),
-    ParameterSpec("publish_latency", True,
-                  "publish segmentation/latency (DiagnosticArray of stage timings per frame)",
-                  False),
-    ParameterSpec("publish_confidence", False,
-                  "publish segmentation/confidence (mono8, 255 = 1.0); costs a softmax", False),
-    ParameterSpec("publish_labels_compressed", False,
-                  "publish segmentation/labels/compressed (lossless PNG)", False),
+    # publish_*: one per switchable output, from the output table.
+    *(ParameterSpec(o.parameter, o.default, o.description, False)
+      for o in OUTPUT_PARAMETERS.values()),
     ParameterSpec("overlay_opacity", 0.5, "weight of the class colours in the overlay, 0..1",
                   False),
     # None: the engine's class set decides (the node declares that list as the default).
@@ -113,12 +102,7 @@ class SegmentConfig:
     input_type: str
     qos: str
     qos_depth: int
-    publish_labels: bool
-    publish_color: bool
-    publish_overlay: bool
-    publish_latency: bool
-    publish_confidence: bool
-    publish_labels_compressed: bool
+    enabled_outputs: frozenset[str]  # output names switched on (parameter-less ones always)
     overlay_opacity: float
     small_object_classes: tuple[str, ...] | None  # None: the class set's small objects
     small_object_min_area: int
@@ -153,8 +137,8 @@ def input_topic(topic: str, input_type: str) -> str:
 def output_topics(topic: str) -> dict[str, str]:
     """Output topics of one camera: siblings of the image topic under ``segmentation/``.
 
-    ``/cam_front/image_raw`` -> ``/cam_front/segmentation/labels``, ``.../color``,
-    ``.../overlay``, ``.../latency``, ``.../confidence``, ``.../labels/compressed``.
+    ``/cam_front/image_raw`` -> ``/cam_front/segmentation/labels``, ``.../color``, ... (one
+    per row of `node_outputs.OUTPUTS`, keyed by the output's name).
     A topic without a namespace (``image_raw``, ``/image``) maps to ``segmentation/...`` relative
     (resp. absolute). A trailing ``/compressed`` is ignored, so the raw and compressed inputs of
     one camera give the same outputs. Relative topics stay relative (resolved in the node's
@@ -163,7 +147,7 @@ def output_topics(topic: str) -> dict[str, str]:
     base = topic[: -len("/compressed")] if topic.endswith("/compressed") else topic
     namespace, _, _ = base.rpartition("/")
     prefix = f"{namespace}/segmentation" if namespace or base.startswith("/") else "segmentation"
-    return {output: f"{prefix}/{output}" for output in OUTPUTS}
+    return {output.name: f"{prefix}/{output.topic}" for output in OUTPUTS}
 
 
 def validate(
@@ -227,10 +211,10 @@ def validate(
     if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= MAX_QOS_DEPTH:
         raise ConfigError(f"qos_depth must be in 1..{MAX_QOS_DEPTH}; got {depth!r}")
 
-    for name in ("publish_labels", "publish_color", "publish_overlay", "publish_latency",
-                 "publish_confidence", "publish_labels_compressed"):
+    for name in OUTPUT_PARAMETERS:
         if not isinstance(v[name], bool):
             raise ConfigError(f"{name} must be true or false; got {v[name]!r}")
+    enabled = frozenset(o.name for o in OUTPUTS if o.parameter is None or v[o.parameter])
     opacity = v["overlay_opacity"]
     if isinstance(opacity, bool) or not isinstance(opacity, int | float) or not (
         0.0 <= opacity <= 1.0
@@ -259,9 +243,10 @@ def validate(
     if v["diagnostics_period"] > 60:
         raise ConfigError(f"diagnostics_period must be <= 60 s; got {v['diagnostics_period']}")
 
-    kwargs = {f.name: v[f.name] for f in fields(SegmentConfig)}
+    kwargs = {f.name: v[f.name] for f in fields(SegmentConfig) if f.name in v}
     kwargs.update(
         image_topics=tuple(topics),
+        enabled_outputs=enabled,
         small_object_classes=small,
         overlay_opacity=float(opacity),
         latency_budget_ms=float(v["latency_budget_ms"]),

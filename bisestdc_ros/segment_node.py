@@ -9,17 +9,11 @@ in a `LatestFrameSlots`; one worker thread takes pending frames round-robin, dec
 publishes. A frame replaced before the worker got to it is a drop. Outputs without subscribers
 are not computed.
 
-Topics, per input topic ``<ns>/<image>`` (see `segment_config.output_topics`):
-    <ns>/segmentation/labels             sensor_msgs/Image mono8 train ids
-    <ns>/segmentation/color              sensor_msgs/Image bgr8 palette colours
-    <ns>/segmentation/overlay            sensor_msgs/Image bgr8 frame + colours + small objects
-    <ns>/segmentation/latency            diagnostic_msgs/DiagnosticArray, stage timings per frame
-    <ns>/segmentation/confidence         sensor_msgs/Image mono8 (publish_confidence)
-    <ns>/segmentation/labels/compressed  sensor_msgs/CompressedImage PNG (publish_labels_compressed)
-    <ns>/segmentation/small_objects      vision_msgs/Detection2DArray (only where vision_msgs
-                                         imports)
-and /diagnostics (DiagnosticArray) every diagnostics_period seconds. All outputs carry the input
-header (stamp and frame_id) unchanged. Input QoS can be overridden with rclpy's standard
+Topics, per input topic ``<ns>/<image>``: one ``<ns>/segmentation/<topic>`` per row of
+`node_outputs.OUTPUTS` (labels, color, overlay, latency, confidence, labels/compressed,
+small_objects where vision_msgs imports), and /diagnostics (DiagnosticArray) every
+diagnostics_period seconds. All outputs carry the input header (stamp and frame_id) unchanged.
+Input QoS can be overridden with rclpy's standard
 ``qos_overrides.<input topic>.subscription.<policy>`` parameters.
 
 Shutdown: SIGINT and SIGTERM only set a flag; the main loop then stops the worker, destroys the
@@ -34,8 +28,7 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -58,22 +51,26 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CompressedImage, Image
 
-from bisestdc_core.small_objects import (
-    SmallObject,
-    colorize,
-    draw_overlay,
-    find_small_objects_at,
-    palette_lut,
-)
+from bisestdc_core.small_objects import colorize, draw_overlay, find_small_objects_at, palette_lut
+from bisestdc_core.stage_timings import StageTimings
+from bisestdc_ros.diagnostics_window import DiagnosticsWindow
 from bisestdc_ros.frame_slots import LatestFrameSlots
 from bisestdc_ros.image_codec import (
     ImageDecodeError,
-    bgr_to_image_msg,
     compressed_msg_to_frame,
     image_msg_to_frame,
-    labels_to_image_msg,
-    labels_to_png_compressed,
     to_bgr,
+)
+from bisestdc_ros.node_outputs import (
+    COLOR,
+    CONFIDENCE,
+    OBJECTS,
+    OUTPUTS,
+    OVERLAY,
+    TIMINGS,
+    FrameProducts,
+    Output,
+    needs_of,
 )
 from bisestdc_ros.ros_logging import forward_python_logging, stop_forwarding
 from bisestdc_ros.segment_config import (
@@ -89,14 +86,8 @@ from bisestdc_ros.segment_config import (
 )
 from bisestdc_ros.sequence_gaps import SequenceGaps
 
-try:  # vision_msgs is optional (not installable everywhere); without it no detections topic.
-    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
-except ImportError:
-    Detection2DArray = None
-
 NODE_NAME = "segment_node"
 LOG_THROTTLE_S = 5.0
-LATENCY_WINDOW = 1000  # samples kept for the p50/p99 in /diagnostics
 SPIN_PERIOD_S = 0.1  # how soon the main loop notices a shutdown signal
 RANDOM_WEIGHTS = "random weights"
 
@@ -126,12 +117,12 @@ class _Settings(NamedTuple):
 
 @dataclass
 class Camera:
-    """Publishers and counters of one input stream."""
+    """Publishers (one per available output, by output name), renderer and counters of one
+    input stream."""
 
     index: int
     topic: str
     publishers: dict[str, Any]
-    detections: Any = None
     frames: int = 0
     input_errors: int = 0
     buffers: dict[str, np.ndarray] = field(default_factory=dict)
@@ -204,14 +195,7 @@ class SegmentNode(Node):
         self._settings = self._make_settings(config)
 
         self._slots = LatestFrameSlots(len(self._config.image_topics))
-        self._stats_lock = threading.Lock()
-        self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self._window_frames = 0
-        self._window_start = time.monotonic()
-        self._window_input_errors = 0
-        self._window_engine_errors = 0
-        self._engine_errors = 0
-        self._last_engine_error = ""
+        self._window = DiagnosticsWindow()
 
         self._cameras = [self._create_camera(i, t) for i, t in enumerate(self._config.image_topics)]
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -323,21 +307,9 @@ class SegmentNode(Node):
             depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE
         )
         publishers = {
-            "labels": self.create_publisher(Image, names["labels"], out_qos),
-            "color": self.create_publisher(Image, names["color"], out_qos),
-            "overlay": self.create_publisher(Image, names["overlay"], out_qos),
-            "latency": self.create_publisher(DiagnosticArray, names["latency"], out_qos),
-            "confidence": self.create_publisher(Image, names["confidence"], out_qos),
-            "labels/compressed": self.create_publisher(
-                CompressedImage, names["labels/compressed"], out_qos
-            ),
+            output.name: self.create_publisher(output.msg_type, names[output.name], out_qos)
+            for output in OUTPUTS if output.available
         }
-        detections = None
-        if Detection2DArray is not None:
-            prefix = names["labels"].rsplit("/", 1)[0]
-            detections = self.create_publisher(
-                Detection2DArray, f"{prefix}/small_objects", out_qos
-            )
         if config.qos == "sensor_data":
             in_qos = QoSProfile(
                 depth=config.qos_depth,
@@ -360,7 +332,7 @@ class SegmentNode(Node):
             # qos_overrides.<topic>.subscription.{history,depth,reliability,durability}
             qos_overriding_options=QoSOverridingOptions.with_default_policies(),
         )
-        return Camera(index, topic, publishers, detections)
+        return Camera(index, topic, publishers)
 
     def _class_ids(self, names: tuple[str, ...] | None) -> tuple[int, ...]:
         return tuple(self._class_names.index(n) for n in names or ())
@@ -435,10 +407,7 @@ class SegmentNode(Node):
 
     def _count_engine_error(self, message: str) -> None:
         """Count a failed frame, report it on /diagnostics (ERROR) and log it (throttled)."""
-        with self._stats_lock:
-            self._engine_errors += 1
-            self._window_engine_errors += 1
-            self._last_engine_error = message
+        self._window.engine_error(message)
         self.get_logger().error(message, throttle_duration_sec=LOG_THROTTLE_S)
 
     def stop(self) -> None:
@@ -457,33 +426,24 @@ class SegmentNode(Node):
             return compressed_msg_to_frame(msg)
         return image_msg_to_frame(msg)
 
-    def _wanted(self, camera: Camera, config: SegmentConfig) -> dict[str, bool]:
-        """Outputs that are enabled and have at least one subscriber."""
-        enabled = {
-            "labels": config.publish_labels,
-            "color": config.publish_color,
-            "overlay": config.publish_overlay,
-            "latency": config.publish_latency,
-            "confidence": config.publish_confidence,
-            "labels/compressed": config.publish_labels_compressed,
-        }
-        wanted = {
-            name: on and camera.publishers[name].get_subscription_count() > 0
-            for name, on in enabled.items()
-        }
-        wanted["detections"] = (
-            camera.detections is not None and camera.detections.get_subscription_count() > 0
+    def _wanted(self, camera: Camera, config: SegmentConfig) -> tuple[Output, ...]:
+        """Outputs that are enabled and have at least one subscriber, in table order."""
+        return tuple(
+            output for output in OUTPUTS
+            if output.name in config.enabled_outputs and output.name in camera.publishers
+            and camera.publishers[output.name].get_subscription_count() > 0
         )
-        return wanted
 
     def process_frame(
         self, index: int, msg: Any, received: float | None = None
-    ) -> dict[str, float] | None:
+    ) -> StageTimings | None:
         """Decode, segment and publish one frame of camera ``index``.
 
+        Only what the wanted outputs need is computed (see `node_outputs.Output.needs`).
+
         Returns:
-            The stage timings in ms (as published on the latency topic), or None when the frame
-            was skipped (malformed message or an engine failure).
+            The stage timings (as published on the latency topic), or None when the frame was
+            skipped (malformed message or an engine failure).
         """
         camera = self._cameras[index]
         config, small_ids = self._settings
@@ -493,8 +453,7 @@ class SegmentNode(Node):
             frame, order = self._decode(msg)
         except ImageDecodeError as error:
             camera.input_errors += 1
-            with self._stats_lock:
-                self._window_input_errors += 1
+            self._window.input_error()
             self.get_logger().warning(
                 f"skipping a malformed frame on {camera.topic}: {error.reason}",
                 throttle_duration_sec=LOG_THROTTLE_S,
@@ -503,152 +462,108 @@ class SegmentNode(Node):
         t_decoded = time.perf_counter()
 
         wanted = self._wanted(camera, config)
+        needs = needs_of(wanted)
         try:
-            # Detections carry each region's mean confidence as their score.
             result = self._segmenter.segment(
-                frame, channel_order=order,
-                with_confidence=wanted["confidence"] or wanted["detections"],
+                frame, channel_order=order, with_confidence=CONFIDENCE in needs
             )
         except (RuntimeError, ValueError, MemoryError) as error:
             self._count_engine_error(f"segmentation failed on {camera.topic}: {error}")
             return None
         t_segmented = time.perf_counter()
 
-        labels = result.labels
-        header = msg.header
-        objects: list[SmallObject] = []
-        if wanted["overlay"] or wanted["latency"] or wanted["detections"]:
-            # Searched at the network's resolution: the labels carry no finer detail.
-            objects = find_small_objects_at(
-                labels, small_ids, config.small_object_min_area,
-                self._segmenter.network_size,
-                confidence=result.confidence, class_names=self._class_names,
-                # Searched as the engine produced them, not resized up and back down; a
-                # segmenter passed in by a caller may not provide them.
-                analysis_labels=getattr(result, "network_labels", None),
-            )
-        color = None
-        if wanted["color"] or wanted["overlay"]:
-            color = colorize(labels, self._lut, out=camera.buffer("color", (*labels.shape, 3)))
-        overlay = None
-        if wanted["overlay"]:
-            overlay = draw_overlay(
-                to_bgr(frame, order), labels, self._palette, objects, self._class_names,
-                config.overlay_opacity, color=color,
-                out=camera.buffer("overlay", (*labels.shape, 3)),
-            )
+        products = self._render(camera, msg.header, frame, order, result, needs, config,
+                                small_ids)
         t_rendered = time.perf_counter()
-
-        pubs = camera.publishers
-        if wanted["labels"]:
-            pubs["labels"].publish(labels_to_image_msg(labels, header))
-        if wanted["color"]:
-            pubs["color"].publish(bgr_to_image_msg(color, header))
-        if overlay is not None:
-            pubs["overlay"].publish(bgr_to_image_msg(overlay, header))
-        if wanted["confidence"] and result.confidence is not None:
-            pubs["confidence"].publish(labels_to_image_msg(result.confidence, header))
-        if wanted["labels/compressed"]:
-            pubs["labels/compressed"].publish(labels_to_png_compressed(labels, header))
-        if wanted["detections"]:
-            camera.detections.publish(self._detections_msg(objects, header))
+        # Image outputs first: the timings published after them include publishing them.
+        for output in wanted:
+            if TIMINGS not in output.needs:
+                self._publish(camera, output, products)
         t_published = time.perf_counter()
 
-        engine_ms = dict(result.timings_ms)
-        timings = {
-            "decode_ms": (t_decoded - t0) * 1e3,
-            "preprocess_ms": float(engine_ms.get("preprocess", 0.0)),
-            "inference_ms": float(engine_ms.get("inference", 0.0)),
-            "postprocess_ms": float(engine_ms.get("postprocess", 0.0)),
-            "segment_ms": (t_segmented - t_decoded) * 1e3,
-            "render_ms": (t_rendered - t_segmented) * 1e3,
-            "publish_ms": (t_published - t_rendered) * 1e3,
-        }
-        stamp = _stamp_seconds(header.stamp)
+        stamp = _stamp_seconds(msg.header.stamp)
         now = self.get_clock().now().nanoseconds * 1e-9
-        # Only meaningful when the camera stamps with the same clock; 0 stamps give nonsense,
-        # so they are reported as -1.
-        timings["end_to_end_ms"] = (now - stamp) * 1e3 if stamp > 0 else -1.0
         node_latency_ms = (time.monotonic() - received) * 1e3
-        timings["node_latency_ms"] = node_latency_ms
-        camera.frames += 1
-        with self._stats_lock:
-            self._latencies.append(node_latency_ms)
-            self._window_frames += 1
-        if wanted["latency"]:
-            pubs["latency"].publish(
-                self._latency_msg(camera, header, timings, objects, small_ids)
-            )
-        return timings
-
-    def _latency_msg(
-        self, camera: Camera, header: Any, timings: dict[str, float],
-        objects: list[SmallObject], small_ids: tuple[int, ...],
-    ) -> DiagnosticArray:
-        values = [KeyValue(key=k, value=f"{v:.3f}") for k, v in timings.items()]
-        values.append(KeyValue(key="drops", value=str(self._slots.drops(camera.index))))
-        values.append(KeyValue(key="input_errors", value=str(camera.input_errors)))
-        values.append(KeyValue(key="dds_lost", value=str(camera.dds_lost.lost)))
-        for class_id in small_ids:
-            count = sum(o.class_id == class_id for o in objects)
-            values.append(
-                KeyValue(key=f"small_objects/{self._class_names[class_id]}", value=str(count))
-            )
-        status = DiagnosticStatus(
-            level=DiagnosticStatus.OK,
-            name=f"{self.get_name()}: {camera.topic}",
-            message="frame segmented",
-            hardware_id=camera.topic,
-            values=values,
+        products.timings = replace(
+            result.timings,
+            decode_ms=(t_decoded - t0) * 1e3,
+            segment_ms=(t_segmented - t_decoded) * 1e3,
+            render_ms=(t_rendered - t_segmented) * 1e3,
+            publish_ms=(t_published - t_rendered) * 1e3,
+            # Only meaningful when the camera stamps with the same clock; 0 stamps give
+            # nonsense, so they are reported as -1.
+            end_to_end_ms=(now - stamp) * 1e3 if stamp > 0 else -1.0,
+            node_latency_ms=node_latency_ms,
         )
-        return DiagnosticArray(header=header, status=[status])
+        camera.frames += 1
+        self._window.frame_done(node_latency_ms)
+        if any(TIMINGS in output.needs for output in wanted):
+            products.counters = {"drops": self._slots.drops(camera.index),
+                                 "input_errors": camera.input_errors,
+                                 "dds_lost": camera.dds_lost.lost}
+            for output in wanted:
+                if TIMINGS in output.needs:
+                    self._publish(camera, output, products)
+        return products.timings
 
-    def _detections_msg(self, objects: list[SmallObject], header: Any) -> Any:
-        """Boxes in frame pixels; the score is the region's mean class probability."""
-        array_msg = Detection2DArray(header=header)
-        for obj in objects:
-            x, y, w, h = obj.box
-            detection = Detection2D(header=header)
-            detection.bbox.center.position.x = x + w / 2.0
-            detection.bbox.center.position.y = y + h / 2.0
-            detection.bbox.size_x, detection.bbox.size_y = float(w), float(h)
-            hypothesis = ObjectHypothesisWithPose()
-            hypothesis.hypothesis.class_id = obj.class_name or str(obj.class_id)
-            # The confidence map is requested whenever detections are published; an engine
-            # that cannot produce one gives no score rather than a made-up certainty.
-            hypothesis.hypothesis.score = (
-                float(obj.mean_confidence) if obj.mean_confidence is not None else float("nan")
+    def _render(self, camera: Camera, header: Any, frame: np.ndarray, order: str, result: Any,
+                needs: frozenset[str], config: SegmentConfig, small_ids: tuple[int, ...]
+                ) -> FrameProducts:
+        """Small objects, colours and overlay, as far as ``needs`` asks for them."""
+        labels = result.labels
+        # The engine's labels at the network's resolution, when it hands them back (a
+        # segmenter passed in by a caller may not): small objects are searched there and the
+        # colours computed there, both without resizing the frame-size labels back down.
+        network_labels = getattr(result, "network_labels", None)
+        products = FrameProducts(
+            header=header, labels=labels, confidence=result.confidence,
+            small_object_classes=tuple(self._class_names[i] for i in small_ids),
+            source=f"{self.get_name()}: {camera.topic}", camera_topic=camera.topic,
+        )
+        if OBJECTS in needs:
+            products.objects = find_small_objects_at(
+                labels, small_ids, config.small_object_min_area, self._segmenter.network_size,
+                confidence=result.confidence, class_names=self._class_names,
+                analysis_labels=network_labels,
             )
-            detection.results.append(hypothesis)
-            array_msg.detections.append(detection)
-        return array_msg
+        if COLOR in needs or OVERLAY in needs:
+            products.color = colorize(
+                labels if network_labels is None else network_labels, self._lut,
+                out=camera.buffer("color", (*labels.shape, 3)), size=labels.shape,
+            )
+        if OVERLAY in needs:
+            products.overlay = draw_overlay(
+                to_bgr(frame, order), labels, self._palette, products.objects,
+                self._class_names, config.overlay_opacity, color=products.color,
+                out=camera.buffer("overlay", (*labels.shape, 3)),
+            )
+        return products
+
+    @staticmethod
+    def _publish(camera: Camera, output: Output, products: FrameProducts) -> None:
+        msg = output.build(products)
+        if msg is not None:
+            camera.publishers[output.name].publish(msg)
 
     # --- /diagnostics ---------------------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
         config = self._config
-        now = time.monotonic()
-        with self._stats_lock:
-            elapsed = max(now - self._window_start, 1e-6)
-            frames = self._window_frames
-            input_errors = self._window_input_errors
-            engine_errors = self._window_engine_errors
-            latencies = np.array(self._latencies, np.float64)
-            last_engine_error = self._last_engine_error
-            self._window_start = now
-            self._window_frames = self._window_input_errors = self._window_engine_errors = 0
-        p50, p99 = (np.percentile(latencies, [50, 99]) if latencies.size else (0.0, 0.0))
-        if engine_errors:
-            level, message = DiagnosticStatus.ERROR, f"engine failed: {last_engine_error}"
+        stats = self._window.close()
+        p99 = stats.latency_p99_ms
+        if stats.engine_errors:
+            level = DiagnosticStatus.ERROR
+            message = f"engine failed: {stats.last_engine_error}"
         elif self.random_weights:
             level = DiagnosticStatus.WARN
             message = "random weights: no weights, onnx or engine_path set; outputs are meaningless"
-        elif latencies.size and p99 > config.latency_budget_ms:
+        elif stats.latency_samples and p99 > config.latency_budget_ms:
             level = DiagnosticStatus.WARN
             message = f"p99 latency {p99:.1f} ms above budget {config.latency_budget_ms:.1f} ms"
-        elif input_errors:
-            level, message = DiagnosticStatus.WARN, f"{input_errors} malformed input frames"
-        elif frames == 0:
+        elif stats.input_errors:
+            level = DiagnosticStatus.WARN
+            message = f"{stats.input_errors} malformed input frames"
+        elif stats.frames == 0:
             level, message = DiagnosticStatus.OK, "waiting for frames"
         else:
             level, message = DiagnosticStatus.OK, "segmenting"
@@ -657,14 +572,14 @@ class SegmentNode(Node):
             "engine": self.engine_name,
             "precision": self.precision,
             "cameras": str(len(self._cameras)),
-            "rate_hz": f"{frames / elapsed:.2f}",
-            "latency_p50_ms": f"{p50:.2f}",
+            "rate_hz": f"{stats.rate_hz:.2f}",
+            "latency_p50_ms": f"{stats.latency_p50_ms:.2f}",
             "latency_p99_ms": f"{p99:.2f}",
             "latency_budget_ms": f"{config.latency_budget_ms:.1f}",
             "drops": str(self._slots.total_drops()),
             "input_errors": str(sum(c.input_errors for c in self._cameras)),
             "dds_lost": str(sum(c.dds_lost.lost for c in self._cameras)),
-            "engine_errors": str(self._engine_errors),
+            "engine_errors": str(stats.engine_errors_total),
             "frames": str(sum(c.frames for c in self._cameras)),
         }
         status = DiagnosticStatus(

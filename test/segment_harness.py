@@ -21,6 +21,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from bisestdc_ros.node_outputs import OUTPUTS
 from bisestdc_ros.segment_config import output_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -73,11 +74,10 @@ class Probe:
         self.lock = threading.Lock()
         self.received: dict[str, list[Any]] = {}
         topics = output_topics(camera_topic)
-        types = {"labels": Image, "color": Image, "overlay": Image, "latency": DiagnosticArray,
-                 "confidence": Image, "labels/compressed": CompressedImage}
         self.subscriptions = {}
-        for name_, topic in topics.items():
-            self._subscribe(name_, types[name_], topic)
+        for output in OUTPUTS:
+            if output.available:  # detections only where vision_msgs imports
+                self._subscribe(output.name, output.msg_type, topics[output.name])
         self._subscribe("diagnostics", DiagnosticArray, "/diagnostics")
         in_topic = camera_topic + ("/compressed" if input_type is CompressedImage else "")
         self.publisher = self.node.create_publisher(input_type, in_topic, RELIABLE)

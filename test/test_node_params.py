@@ -31,7 +31,7 @@ def test_defaults_are_valid():
     assert config.network_size is None
     assert config.image_topics == ("camera/image_raw",)
     assert config.small_object_classes is None  # the engine's class set decides
-    assert config.publish_confidence is False and config.publish_labels_compressed is False
+    assert config.enabled_outputs == {"labels", "color", "overlay", "latency", "detections"}
 
 
 def test_every_parameter_has_a_description():
@@ -132,6 +132,7 @@ def test_output_topic_layout():
         "latency": "/cam_front/segmentation/latency",
         "confidence": "/cam_front/segmentation/confidence",
         "labels/compressed": "/cam_front/segmentation/labels/compressed",
+        "detections": "/cam_front/segmentation/small_objects",
     }
     assert output_topics("/robot/cam/image_raw/compressed")["labels"] == (
         "/robot/cam/segmentation/labels"

@@ -37,12 +37,13 @@ from segment_harness import (
 from sensor_msgs.msg import CompressedImage, Image
 
 from bisestdc_core.classes import CITYSCAPES
-from bisestdc_ros.segment_config import OUTPUTS
+from bisestdc_core.stage_timings import StageTimings
+from bisestdc_ros.node_outputs import OUTPUTS
 from bisestdc_ros.segment_node import SegmentNode, StartupError
 
 POLE = CITYSCAPES.names.index("pole")
 CAMERA = "/cam_front/image_raw"
-ALL_OUTPUTS = tuple(OUTPUTS)
+ALL_OUTPUTS = tuple(o.name for o in OUTPUTS if o.available)
 
 
 class StubSegmenter:
@@ -62,7 +63,7 @@ class StubSegmenter:
         return types.SimpleNamespace(
             labels=(rgb[..., 0] % 19).astype(np.uint8),
             confidence=np.ascontiguousarray(rgb[..., 1]) if with_confidence else None,
-            timings_ms={"preprocess": 0.1, "inference": 0.2, "postprocess": 0.3},
+            timings=StageTimings(preprocess_ms=0.1, inference_ms=0.2, postprocess_ms=0.3),
         )
 
 
@@ -198,14 +199,15 @@ def test_runtime_parameter_changes_are_validated(stub_setup):
 def test_unsubscribed_outputs_are_not_computed(stub_setup):
     node, probe, segmenter = stub_setup
     camera = node.cameras[0]
-    for name in ("overlay", "confidence", "color"):
+    # Detections (where vision_msgs imports) would ask for the confidence map too.
+    dropped = [n for n in ("overlay", "confidence", "color", "detections")
+               if n in probe.subscriptions]
+    for name in dropped:
         probe.node.destroy_subscription(probe.subscriptions.pop(name))
-    wait_until(lambda: all(camera.publishers[n].get_subscription_count() == 0
-                           for n in ("overlay", "confidence", "color")),
+    wait_until(lambda: all(camera.publishers[n].get_subscription_count() == 0 for n in dropped),
                what="the node noticing the unsubscriptions")
-    wanted = node._wanted(camera, node._config)
-    assert not wanted["overlay"] and not wanted["confidence"] and not wanted["color"]
-    assert wanted["labels"] and wanted["latency"]
+    wanted = {o.name for o in node._wanted(camera, node._config)}
+    assert wanted == {"labels", "latency", "labels/compressed"}
     probe.send_and_wait(image_msg(stub_frame(), 7), ("labels",))
     assert segmenter.calls[-1][2] is False  # no confidence map requested
     assert "overlay" not in camera.buffers
@@ -267,7 +269,7 @@ def test_detections_match_the_labels_and_carry_the_region_confidence(stub_setup)
     detections: list = []
     probe.node.create_subscription(Detection2DArray, "/cam_front/segmentation/small_objects",
                                    detections.append, RELIABLE)
-    wait_until(lambda: node.cameras[0].detections.get_subscription_count() > 0,
+    wait_until(lambda: node.cameras[0].publishers["detections"].get_subscription_count() > 0,
                what="detections subscription")
     for name in ("confidence",):  # the score must not depend on a confidence subscriber
         probe.node.destroy_subscription(probe.subscriptions.pop(name))

@@ -10,6 +10,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from ..stage_timings import StageTimings
+
 
 @dataclass
 class EngineOutput:
@@ -18,14 +20,14 @@ class EngineOutput:
     Attributes:
         labels: H x W uint8 train ids at the frame's size.
         confidence: H x W uint8 or None.
-        timings_ms: 'preprocess', 'inference', 'postprocess' in milliseconds.
+        timings: the preprocess, inference and postprocess stages in ms.
         network_labels: h x w uint8 train ids at the network's resolution, before the resize
             to the frame (None where the engine does not keep them).
     """
 
     labels: np.ndarray
     confidence: np.ndarray | None
-    timings_ms: dict[str, float] = field(default_factory=dict)
+    timings: StageTimings = field(default_factory=StageTimings)
     network_labels: np.ndarray | None = None
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ..stage_timings import StageTimings
 from .base import EngineOutput, prepare_frame, resize_map
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,6 @@ class OnnxRuntimeEngine:
         labels = resize_map(outputs[0][0], size)
         conf = resize_map(outputs[1][0], size) if with_confidence else None
         t3 = time.perf_counter()
-        return EngineOutput(labels, conf, {"preprocess": (t1 - t0) * 1e3,
-                                           "inference": (t2 - t1) * 1e3,
-                                           "postprocess": (t3 - t2) * 1e3},
-                            network_labels=outputs[0][0])
+        timings = StageTimings(preprocess_ms=(t1 - t0) * 1e3, inference_ms=(t2 - t1) * 1e3,
+                               postprocess_ms=(t3 - t2) * 1e3)
+        return EngineOutput(labels, conf, timings, network_labels=outputs[0][0])

@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ..classes import ClassSet
+from ..stage_timings import StageTimings
 from .base import Engine
 from .calibration_data import CalibrationSource
 from .loading import load_network, resolve_class_set
@@ -56,14 +57,14 @@ class SegmentationResult:
     Attributes:
         labels: H x W uint8 train ids at the frame's size.
         confidence: H x W uint8 (max class probability x 255), or None when not requested.
-        timings_ms: 'preprocess', 'inference', 'postprocess' in milliseconds.
+        timings: the inference stages (preprocess, inference, postprocess, total) in ms.
         network_labels: the labels at the network's resolution (before the nearest resize to
             the frame), where the engine keeps them; they carry all the detail ``labels`` has.
     """
 
     labels: np.ndarray
     confidence: np.ndarray | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
+    timings: StageTimings = field(default_factory=StageTimings)
     network_labels: np.ndarray | None = None
 
 
@@ -357,8 +358,7 @@ class Segmenter:
         t0 = time.perf_counter()
         with self._lock:  # engines keep per-shape buffers; one frame at a time
             out = self._engine.infer(frame, order, with_confidence)
-        timings = dict(out.timings_ms)
-        timings.setdefault("total", (time.perf_counter() - t0) * 1e3)
+        timings = replace(out.timings, total_ms=(time.perf_counter() - t0) * 1e3)
         return SegmentationResult(out.labels, out.confidence, timings, out.network_labels)
 
     def __repr__(self) -> str:

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from ..stage_timings import StageTimings
 from .base import EngineOutput, prepare_frame, resize_map
 from .calibration_data import CalibrationSource
 
@@ -721,6 +722,6 @@ class TensorRTEngine:
         labels = resize_map(outputs["labels"][0], size)
         conf = resize_map(outputs["confidence"][0], size) if with_confidence else None
         t3 = time.perf_counter()
-        return EngineOutput(labels, conf, {"preprocess": (t1 - t0) * 1e3,
-                                           "inference": (t2 - t1) * 1e3,
-                                           "postprocess": (t3 - t2) * 1e3})
+        timings = StageTimings(preprocess_ms=(t1 - t0) * 1e3, inference_ms=(t2 - t1) * 1e3,
+                               postprocess_ms=(t3 - t2) * 1e3)
+        return EngineOutput(labels, conf, timings, network_labels=outputs["labels"][0])

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..stage_timings import StageTimings
 from .base import EngineOutput
 from .bn_fold import fold_batchnorm
 from .processing import (
@@ -151,10 +152,9 @@ class TorchEngine:
         labels_np = resize_nearest(labels, size)[0].numpy()
         conf_np = resize_nearest(conf, size)[0].numpy() if conf is not None else None
         t3 = time.perf_counter()
-        return EngineOutput(labels_np, conf_np, {"preprocess": (t1 - t0) * 1e3,
-                                                 "inference": (t2 - t1) * 1e3,
-                                                 "postprocess": (t3 - t2) * 1e3},
-                            network_labels=labels[0].numpy())
+        timings = StageTimings(preprocess_ms=(t1 - t0) * 1e3, inference_ms=(t2 - t1) * 1e3,
+                               postprocess_ms=(t3 - t2) * 1e3)
+        return EngineOutput(labels_np, conf_np, timings, network_labels=labels[0].numpy())
 
     # -- CUDA ---------------------------------------------------------------------------------
 
@@ -215,11 +215,11 @@ class TorchEngine:
         # Copies out: the pinned buffers are overwritten by the next frame of this size.
         labels = entry.host_out[0].numpy().copy()
         conf = entry.host_out[1].numpy().copy() if with_confidence else None
-        return EngineOutput(labels, conf, {
-            "preprocess": staging_ms + events[0].elapsed_time(events[1]),
-            "inference": events[1].elapsed_time(events[2]),
-            "postprocess": events[2].elapsed_time(events[3]),
-        })
+        return EngineOutput(labels, conf, StageTimings(
+            preprocess_ms=staging_ms + events[0].elapsed_time(events[1]),
+            inference_ms=events[1].elapsed_time(events[2]),
+            postprocess_ms=events[2].elapsed_time(events[3]),
+        ))
 
     def infer(self, frame: np.ndarray, channel_order: str, with_confidence: bool) -> EngineOutput:
         """frame: H x W x 3 uint8 in ``channel_order`` -> labels (and confidence) at H x W."""

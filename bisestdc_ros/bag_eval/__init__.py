@@ -4,7 +4,7 @@ it where the bag has ground-truth labels.
 Modes:
 
 - ``offline``: each image of the bag goes straight to a `Segmenter`; predictions are matched to
-  the labels topic by header stamp. Latency comes from ``Segmenter.timings_ms`` (plus decode).
+  the labels topic by header stamp. Latency comes from the Segmenter's stage timings (plus decode).
 - ``live``: the bag's images are replayed on real ROS 2 topics into a running ``segment_node``
   (started here as a subprocess, or already running with ``--no-start-node``), in real time
   (drops as on the vehicle), closed loop (every frame answered: scores independent of the

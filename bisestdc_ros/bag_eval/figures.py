@@ -12,26 +12,28 @@ from matplotlib.figure import Figure
 
 from bisestdc_core.classes import ClassSet
 from bisestdc_core.evaluation.plots import save_figure
+from bisestdc_core.stage_timings import STAGE_LABELS
 from bisestdc_ros.bag_eval.render import FrameStats
 from bisestdc_ros.bag_eval.scoring import FrameTiming
 
 SHARE_CLASSES = 8  # the largest classes get a band each, the rest one "other" band
 
-# Stage names as a person reads them, in plotting order.
-STAGE_LABELS = {
-    "end_to_end_ms": "end to end (sent -> labels received)",
-    "total_ms": "total (Segmenter)",
-    "inference_ms": "inference",
-    "preprocess_ms": "preprocess",
-    "postprocess_ms": "postprocess",
-    "decode_ms": "decode",
-}
+# The stages plotted, in plotting order: the headline figure first (end to end live, the
+# Segmenter's total offline), then its parts.
+PLOTTED_STAGES = ("end_to_end_ms", "total_ms", "inference_ms", "preprocess_ms",
+                  "postprocess_ms", "decode_ms")
 
 
 def headline_stages(timings: Sequence[FrameTiming]) -> list[str]:
-    """Stages present in ``timings``, end to end (live) or total (offline) first."""
-    present = {k for t in timings for k in t.stages}
-    return [s for s in STAGE_LABELS if s in present]
+    """Plotted stages present in ``timings``, end to end (live) or total (offline) first."""
+    present = {k for t in timings for k in t.stages.measured()}
+    return [s for s in PLOTTED_STAGES if s in present]
+
+
+def _stage_points(timings: Sequence[FrameTiming], stage: str) -> list[tuple[float, float]]:
+    """(t, ms) of the frames where ``stage`` was measured (negative: not available)."""
+    values = ((t.t, getattr(t.stages, stage)) for t in timings)
+    return [(when, ms) for when, ms in values if ms is not None and ms >= 0]
 
 
 def plot_latency(timings: Sequence[FrameTiming], out_dir: Path, subtitle: str = "") -> None:
@@ -40,7 +42,7 @@ def plot_latency(timings: Sequence[FrameTiming], out_dir: Path, subtitle: str = 
     hist = Figure(figsize=(7, 4))
     ax = hist.add_subplot(1, 1, 1)
     for stage in stages[:3]:
-        values = [t.stages[stage] for t in timings if t.stages.get(stage, -1) >= 0]
+        values = [ms for _, ms in _stage_points(timings, stage)]
         if values:
             ax.hist(values, bins=min(40, max(5, len(values))), alpha=0.6,
                     label=f"{STAGE_LABELS[stage]} (p50 {np.percentile(values, 50):.1f} ms)")
@@ -55,7 +57,7 @@ def plot_latency(timings: Sequence[FrameTiming], out_dir: Path, subtitle: str = 
     line = Figure(figsize=(8, 4))
     ax = line.add_subplot(1, 1, 1)
     for stage in stages:
-        points = [(t.t, t.stages[stage]) for t in timings if t.stages.get(stage, -1) >= 0]
+        points = _stage_points(timings, stage)
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, marker=".", label=STAGE_LABELS[stage])

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from bisestdc_core.stage_timings import StageTimings
 from bisestdc_ros.bag_eval.errors import EvalError
 from bisestdc_ros.bag_eval.model_card import ModelCard
 from bisestdc_ros.bag_eval.node_process import (
@@ -243,11 +244,12 @@ class PassResult:
         """Per answered frame: the node's stage timings and the measured end to end."""
         out = []
         for stamp in sorted(self.labels):
-            stages = {k: v for k, v in self.latency.get(stamp, {}).items()
-                      if k.endswith("_ms") and k != "end_to_end_ms"}
+            stages = StageTimings.from_values(self.latency.get(stamp, {}))
+            # The node's end to end starts at the camera stamp; ours at the moment we sent it.
+            stages.end_to_end_ms = None
             if stamp in self.published_at:
-                stages["end_to_end_ms"] = (self.received_at[stamp]
-                                           - self.published_at[stamp]) * 1e3
+                stages.end_to_end_ms = (self.received_at[stamp]
+                                        - self.published_at[stamp]) * 1e3
             out.append(FrameTiming(stamp, self.received_at[stamp] - self.start, stages))
         return out
 

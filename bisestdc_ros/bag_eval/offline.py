@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from tqdm import tqdm
@@ -66,8 +67,7 @@ def run_offline(plan: BagPlan, args: argparse.Namespace, card: ModelCard) -> Run
                 continue
             decode_ms = (time.perf_counter() - t0) * 1e3
             out = segmenter.segment(frame, channel_order=order)
-            stages = {"decode_ms": decode_ms}
-            stages.update({f"{k}_ms": float(v) for k, v in out.timings_ms.items()})
+            stages = replace(out.timings, decode_ms=decode_ms)
             result.timings.append(FrameTiming(stamp, time.perf_counter() - start, stages))
             result.keep_prediction(stamp, out.labels)
             if matcher is not None:

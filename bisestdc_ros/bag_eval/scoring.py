@@ -20,6 +20,7 @@ import numpy as np
 
 from bisestdc_core.classes import ClassSet
 from bisestdc_core.evaluation.metrics import ConfusionMatrix
+from bisestdc_core.stage_timings import StageTimings
 from bisestdc_ros.bag_eval.plan import BagPlan
 from bisestdc_ros.bag_io import format_stamp
 from bisestdc_ros.image_codec import ImageDecodeError
@@ -73,18 +74,18 @@ class StampMatcher:
 
 @dataclass
 class FrameTiming:
-    """Stage timings (ms) of one processed frame; ``t`` is seconds since the run started."""
+    """Stage timings of one processed frame; ``t`` is seconds since the run started."""
 
     stamp: int
     t: float
-    stages: dict[str, float]
+    stages: StageTimings
 
 
 def latency_summary(timings: Sequence[FrameTiming]) -> dict[str, dict[str, float]]:
     """Per stage: p50/p90/p99, mean, max (ms) and the sample count."""
     stages: dict[str, list[float]] = {}
     for timing in timings:
-        for name, value in timing.stages.items():
+        for name, value in timing.stages.measured().items():
             if math.isfinite(value) and value >= 0:
                 stages.setdefault(name, []).append(value)
     summary = {}
