@@ -2,8 +2,9 @@
 
 Runs the node in-process with a real engine and calls its own `process_frame` (decode, engine
 pre/postprocessing, small objects, colours, overlay, message building, publishing) on rgb8
-frames, with subscribers on every output so nothing is skipped. Overhead = process_frame wall
-time - the engine's reported inference time.
+frames, with subscribers on every output that is on by default (labels, colour, overlay,
+latency) so none of them is skipped. Overhead = process_frame wall time - the engine's
+reported inference time; the stages printed are `StageTimings` fields.
 
     python -m benchmarks.node_overhead --weights ckpt.pt --model-name bisestdc
     python -m benchmarks.node_overhead            # an untrained stdc1, for the overhead only
@@ -27,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import Image
 
 from bisestdc_core.benchmark import cpu_model
 from bisestdc_core.inference.onnxruntime_engine import usable_cores
+from bisestdc_ros.node_outputs import OUTPUTS
 from bisestdc_ros.segment_config import output_topics
 from bisestdc_ros.segment_node import SegmentNode
 
@@ -42,6 +43,10 @@ LOG = logging.getLogger("node_overhead")
 SIZES = ((512, 1024), (1080, 1920))  # (H, W)
 TARGET_P50_MS = {(512, 1024): 4.0, (1080, 1920): 10.0}
 CAMERA = "/bench/image_raw"
+# The outputs a default configuration publishes (detections need a subscriber asking for them).
+MEASURED_OUTPUTS = tuple(o for o in OUTPUTS if o.available and o.parameter and o.default)
+# The stages outside the network's inference, per frame (StageTimings fields).
+OVERHEAD_STAGES = ("decode_ms", "preprocess_ms", "postprocess_ms", "render_ms", "publish_ms")
 
 
 def rgb8_msg(height: int, width: int, seq: int) -> Image:
@@ -109,23 +114,19 @@ def run(context: Context, args: argparse.Namespace, weights: str, net_h: int, ne
     # 6 MB images in Python would compete for the CPU being measured), KEEP_LAST 1 drops.
     sink = rclpy.create_node("overhead_sink", context=context)
     qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-    types = {"latency": DiagnosticArray, "labels/compressed": CompressedImage}
-    for name, topic in output_topics(CAMERA).items():
-        if name in ("confidence", "labels/compressed"):
-            continue  # off by default in the node
-        sink.create_subscription(types.get(name, Image), topic, lambda _m: None, qos)
-    camera = node.cameras[0]
+    topics = output_topics(CAMERA)
+    for output in MEASURED_OUTPUTS:
+        sink.create_subscription(output.msg_type, topics[output.name], lambda _m: None, qos)
+    publishers = [node.cameras[0].publishers[o.name] for o in MEASURED_OUTPUTS]
     deadline = time.monotonic() + 30
-    while not all(
-        p.get_subscription_count() > 0
-        for n, p in camera.publishers.items() if n not in ("confidence", "labels/compressed")
-    ):
+    while not all(p.get_subscription_count() > 0 for p in publishers):
         if time.monotonic() > deadline:
             # Without subscribers the node skips outputs and the overhead would look smaller.
             raise RuntimeError("the benchmark's subscribers were not matched within 30 s")
         time.sleep(0.05)
 
-    LOG.info("engine %s %s, network %dx%d", node.engine_name, node.precision, net_w, net_h)
+    LOG.info("engine %s %s, network %dx%d, outputs %s", node.engine_name, node.precision, net_w,
+             net_h, ", ".join(o.name for o in MEASURED_OUTPUTS))
     for height, width in SIZES:
         msgs = [rgb8_msg(height, width, i) for i in range(4)]
         for i in range(args.warmup):
@@ -135,10 +136,9 @@ def run(context: Context, args: argparse.Namespace, weights: str, net_h: int, ne
             start = time.perf_counter()
             timings = node.process_frame(0, msgs[i % 4])
             total_ms = (time.perf_counter() - start) * 1e3
-            overhead.append(total_ms - timings["inference_ms"])
-            for key in ("decode_ms", "preprocess_ms", "postprocess_ms", "render_ms",
-                        "publish_ms"):
-                stages.setdefault(key, []).append(timings[key])
+            overhead.append(total_ms - timings.inference_ms)
+            for key in OVERHEAD_STAGES:
+                stages.setdefault(key, []).append(getattr(timings, key))
         p50, p90 = np.percentile(overhead, [50, 90])
         target = TARGET_P50_MS[(height, width)]
         LOG.info("%dx%d rgb8: overhead p50 %.2f ms, p90 %.2f ms (%d frames); target p50 <= "

@@ -65,34 +65,60 @@ def find_small_objects(
         raise ValueError(f"confidence {confidence.shape} does not match labels {labels.shape}")
     objects: list[SmallObject] = []
     for class_id in class_ids:
-        class_id = int(class_id)
-        # A 0/1 uint8 mask: numpy's comparison viewed as bytes, no conversion. Not cv2.compare:
-        # it reads a 1 x 1 array as a scalar and refuses to compare it with the class id.
-        mask = np.equal(labels, class_id).view(np.uint8)
-        if cv2.countNonZero(mask) < max(min_area, 1):
-            continue  # cheap exit: most classes are absent from most frames
-        # Labelling only the class's bounding rectangle: small-object classes cover a small part
-        # of the frame, and a full 1080p labelling pass costs ~6 ms per class.
-        x0, y0, w0, h0 = cv2.boundingRect(mask)
-        count, components, stats, _ = cv2.connectedComponentsWithStats(
-            mask[y0 : y0 + h0, x0 : x0 + w0], connectivity=CONNECTIVITY, ltype=cv2.CV_32S
-        )
-        name = class_names[class_id] if class_names and class_id < len(class_names) else None
-        found = []
-        for index in range(1, count):  # 0 is the background
-            x, y, w, h, area = (int(v) for v in stats[index])
-            if area < min_area:
-                continue
-            mean_conf = None
-            if confidence is not None:
-                # Only the component's own box is scanned: small objects keep this cheap.
-                region = components[y : y + h, x : x + w] == index
-                box_conf = confidence[y0 + y : y0 + y + h, x0 + x : x0 + x + w]
-                mean_conf = float(box_conf[region].mean()) / 255.0
-            found.append(SmallObject(class_id, (x0 + x, y0 + y, w, h), area, mean_conf, name))
-        found.sort(key=lambda o: -o.pixel_count)
-        objects.extend(found)
+        regions, means = _class_regions(labels, int(class_id), min_area, confidence)
+        objects += _small_objects(int(class_id), regions, means, class_names)
     return objects
+
+
+def _class_regions(
+    labels: np.ndarray, class_id: int, min_area: int, confidence: np.ndarray | None,
+) -> tuple[np.ndarray, list[float] | None]:
+    """Connected regions of one class with at least ``min_area`` pixels, largest first.
+
+    Returns:
+        N x 5 int64 rows (x, y, w, h, pixel count) in ``labels``' pixels, and the regions'
+        mean confidences in 0..1 (None without a confidence map).
+    """
+    # A 0/1 uint8 mask: numpy's comparison viewed as bytes, no conversion. Not cv2.compare:
+    # it reads a 1 x 1 array as a scalar and refuses to compare it with the class id.
+    mask = np.equal(labels, class_id).view(np.uint8)
+    if cv2.countNonZero(mask) < max(min_area, 1):
+        return _NO_REGIONS, None if confidence is None else []  # most classes are absent
+    # Labelling only the class's bounding rectangle: small-object classes cover a small part
+    # of the frame, and a full 1080p labelling pass costs ~6 ms per class.
+    x0, y0, w0, h0 = cv2.boundingRect(mask)
+    _, components, stats, _ = cv2.connectedComponentsWithStats(
+        mask[y0 : y0 + h0, x0 : x0 + w0], connectivity=CONNECTIVITY, ltype=cv2.CV_32S
+    )
+    # Row 0 is the background. Filtered and sorted in numpy: noisy frames have hundreds of
+    # regions, and a Python loop over them costs more than the labelling.
+    kept = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_area) + 1
+    kept = kept[np.argsort(-stats[kept, cv2.CC_STAT_AREA], kind="stable")]
+    regions = stats[kept].astype(np.int64)
+    means = None
+    if confidence is not None:
+        means = []
+        for index, (x, y, w, h, _) in zip(kept.tolist(), regions.tolist()):
+            # Only the region's own box is scanned: small objects keep this cheap.
+            region = components[y : y + h, x : x + w] == index
+            box_conf = confidence[y0 + y : y0 + y + h, x0 + x : x0 + x + w]
+            means.append(float(box_conf[region].mean()) / 255.0)
+    regions[:, 0] += x0
+    regions[:, 1] += y0
+    return regions, means
+
+
+_NO_REGIONS = np.zeros((0, 5), np.int64)
+
+
+def _small_objects(
+    class_id: int, regions: np.ndarray, means: list[float] | None,
+    class_names: Sequence[str] | None,
+) -> list[SmallObject]:
+    name = class_names[class_id] if class_names and class_id < len(class_names) else None
+    means = means if means is not None else [None] * len(regions)
+    return [SmallObject(class_id, (x, y, w, h), area, mean, name)
+            for (x, y, w, h, area), mean in zip(regions.tolist(), means)]
 
 
 def find_small_objects_at(
@@ -126,17 +152,17 @@ def find_small_objects_at(
     if confidence is not None:
         small_conf = cv2.resize(confidence, (aw, ah), interpolation=cv2.INTER_NEAREST)
     area_scale = sx * sy
-    found = find_small_objects(small, class_ids, max(1, int(np.ceil(min_area / area_scale))),
-                               small_conf, class_names)
-    scaled = []
-    for obj in found:
-        x, y, bw, bh = obj.box
-        x0, y0 = int(x * sx), int(y * sy)
-        x1, y1 = min(w, int(np.ceil((x + bw) * sx))), min(h, int(np.ceil((y + bh) * sy)))
-        scaled.append(SmallObject(obj.class_id, (x0, y0, x1 - x0, y1 - y0),
-                                  int(round(obj.pixel_count * area_scale)),
-                                  obj.mean_confidence, obj.class_name))
-    return scaled
+    small_min_area = max(1, int(np.ceil(min_area / area_scale)))
+    objects: list[SmallObject] = []
+    for class_id in class_ids:
+        regions, means = _class_regions(small, int(class_id), small_min_area, small_conf)
+        x, y, bw, bh, area = regions.T.astype(np.float64)
+        x0, y0 = (x * sx).astype(np.int64), (y * sy).astype(np.int64)
+        x1 = np.minimum(w, np.ceil((x + bw) * sx).astype(np.int64))
+        y1 = np.minimum(h, np.ceil((y + bh) * sy).astype(np.int64))
+        scaled = np.stack([x0, y0, x1 - x0, y1 - y0, np.round(area * area_scale)], axis=1)
+        objects += _small_objects(int(class_id), scaled.astype(np.int64), means, class_names)
+    return objects
 
 
 def palette_lut(palette_bgr: np.ndarray) -> np.ndarray:
