@@ -11,6 +11,7 @@ from bisestdc_core.small_objects import (
     colorize,
     draw_overlay,
     find_small_objects,
+    find_small_objects_at,
     palette_lut,
 )
 
@@ -86,6 +87,40 @@ def test_colorize_matches_palette_indexing():
     out = np.empty((37, 53, 3), np.uint8)
     assert colorize(labels, palette_lut(palette), out=out) is out
     np.testing.assert_array_equal(out, palette[labels])
+
+
+@pytest.mark.parametrize("net_hw,frame_hw", [
+    ((16, 32), (16, 32)),  # same size: no resize
+    ((16, 32), (48, 96)),  # integer scale
+    ((16, 32), (37, 53)),  # fractional scale, odd sizes
+    ((64, 128), (45, 61)),  # frame smaller than the network
+])
+def test_colours_and_overlay_from_network_labels_equal_the_frame_labels_ones(net_hw, frame_hw):
+    """The node's fast path (colour the network-resolution labels, resize the colours) gives
+    the same pixels as the straightforward one on the frame-size labels the engine derives
+    from them (OpenCV nearest); where resizing those labels back down restores the network's
+    map, the objects found are the same too (elsewhere the given map is the exact one)."""
+    import cv2
+
+    rng = np.random.default_rng(sum(net_hw + frame_hw))
+    net = rng.choice(np.array([ROAD, POLE, SIGN, 13, 255], np.uint8), size=net_hw)
+    height, width = frame_hw
+    labels = cv2.resize(net, (width, height), interpolation=cv2.INTER_NEAREST)
+    frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    palette = CITYSCAPES.palette_bgr()
+
+    color = colorize(net, palette_lut(palette), size=labels.shape)
+    np.testing.assert_array_equal(color, palette[labels])
+    objects = find_small_objects_at(labels, [POLE, SIGN], 4, net_hw,
+                                    class_names=CITYSCAPES.names, analysis_labels=net)
+    resized_down = cv2.resize(labels, net_hw[::-1], interpolation=cv2.INTER_NEAREST)
+    if np.array_equal(resized_down, net) or net_hw == frame_hw:
+        assert objects == find_small_objects_at(labels, [POLE, SIGN], 4, net_hw,
+                                                class_names=CITYSCAPES.names)
+    fast = draw_overlay(frame, labels, palette, objects, CITYSCAPES.names, 0.5, color=color,
+                        out=np.empty_like(frame))
+    plain = draw_overlay(frame, labels, palette, objects, CITYSCAPES.names, 0.5)
+    np.testing.assert_array_equal(fast, plain)
 
 
 def test_overlay_blend_endpoints_and_boxes():
