@@ -57,6 +57,7 @@ from bisestdc_ros.diagnostics_window import DiagnosticsWindow
 from bisestdc_ros.frame_slots import LatestFrameSlots
 from bisestdc_ros.image_codec import (
     ImageDecodeError,
+    array_backed,
     compressed_msg_to_frame,
     image_msg_to_frame,
     to_bgr,
@@ -130,10 +131,11 @@ class Camera:
     dds_lost: SequenceGaps = field(default_factory=SequenceGaps)
 
     def buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A reusable uint8 output buffer (publishing copies, so reuse is safe)."""
+        """A reusable uint8 output buffer (publishing copies, so reuse is safe); array-backed,
+        so the message takes it without another copy."""
         buf = self.buffers.get(name)
         if buf is None or buf.shape != shape:
-            buf = self.buffers[name] = np.empty(shape, np.uint8)
+            buf = self.buffers[name] = array_backed(shape)
         return buf
 
 
