@@ -1,4 +1,4 @@
-"""Labels at the network's resolution: returned by the CPU engines and searched for small
+"""Labels at the network's resolution: returned by every engine and searched for small
 objects as they are, without resizing frame-size labels back down."""
 
 from __future__ import annotations
@@ -25,6 +25,21 @@ def test_cpu_engines_return_network_labels(test_checkpoint, engine):
     assert result.network_labels.shape == SMALL and result.network_labels.dtype == np.uint8
     upsampled = cv2.resize(result.network_labels, (500, 300), interpolation=cv2.INTER_NEAREST)
     assert np.array_equal(upsampled, result.labels)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("engine", ["torch", "tensorrt"])
+def test_cuda_engines_return_network_labels(test_checkpoint, engine):
+    if engine == "tensorrt":
+        pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    seg = Segmenter(weights=test_checkpoint, engine=engine, device="cuda", precision="fp32",
+                    network_size=SMALL)
+    for _ in range(2):  # the torch engine's second frame of a size replays its CUDA graph
+        result = seg.segment(realistic_frames(1, 300, 500)[0])
+        assert result.network_labels.shape == SMALL
+        upsampled = cv2.resize(result.network_labels, (500, 300),
+                               interpolation=cv2.INTER_NEAREST)
+        assert np.array_equal(upsampled, result.labels)
 
 
 def test_small_objects_use_the_given_network_labels():

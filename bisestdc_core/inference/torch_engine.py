@@ -128,14 +128,16 @@ class TorchEngine:
 
     def _forward(self, image: torch.Tensor, order: str, with_confidence: bool
                  ) -> tuple[torch.Tensor, ...]:
-        """image: 1 x H x W x 3 uint8 on device -> (labels[, confidence]) H x W uint8."""
+        """image: 1 x H x W x 3 uint8 on device -> (labels[, confidence]) H x W uint8, then
+        the labels at the network's resolution h x w (the node searches small objects there)."""
         x = self.pre[order](image).to(self.dtype).contiguous(memory_format=self.memory_format)
         logits = self.net(x)
         size = image.shape[1:3]
-        labels = resize_nearest(labels_from_logits(logits), size)[0]
+        network_labels = labels_from_logits(logits)
+        labels = resize_nearest(network_labels, size)[0]
         if not with_confidence:
-            return (labels,)
-        return labels, resize_nearest(confidence_from_logits(logits), size)[0]
+            return labels, network_labels[0]
+        return labels, resize_nearest(confidence_from_logits(logits), size)[0], network_labels[0]
 
     # -- CPU ----------------------------------------------------------------------------------
 
@@ -215,11 +217,12 @@ class TorchEngine:
         # Copies out: the pinned buffers are overwritten by the next frame of this size.
         labels = entry.host_out[0].numpy().copy()
         conf = entry.host_out[1].numpy().copy() if with_confidence else None
+        network_labels = entry.host_out[-1].numpy().copy()
         return EngineOutput(labels, conf, StageTimings(
             preprocess_ms=staging_ms + events[0].elapsed_time(events[1]),
             inference_ms=events[1].elapsed_time(events[2]),
             postprocess_ms=events[2].elapsed_time(events[3]),
-        ))
+        ), network_labels=network_labels)
 
     def infer(self, frame: np.ndarray, channel_order: str, with_confidence: bool) -> EngineOutput:
         """frame: H x W x 3 uint8 in ``channel_order`` -> labels (and confidence) at H x W."""
