@@ -73,3 +73,14 @@ def test_diagnostics_window_counts_and_restarts():
     stats = window.close()
     assert (stats.frames, stats.input_errors, stats.engine_errors) == (0, 0, 0)
     assert stats.engine_errors_total == 1 and stats.latency_samples == 3
+
+
+def test_array_backed_images_are_published_as_they_are():
+    from bisestdc_ros.image_codec import array_backed, bgr_to_image_msg, byte_array
+
+    image = array_backed((3, 4, 3))
+    image[:] = np.arange(36, dtype=np.uint8).reshape(3, 4, 3)
+    assert bytes(bgr_to_image_msg(image).data) == image.tobytes()
+    assert byte_array(image) is byte_array(image)  # the buffer itself, no copy
+    part = image[1:]  # a view of part of it must be copied, not handed over whole
+    assert bytes(byte_array(part)) == part.tobytes()
