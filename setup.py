@@ -9,13 +9,16 @@ PACKAGE = "bisestdc_ros"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=["bisestdc_core*", "bisestdc_ros*", "training*"]),
-    package_data={"training": ["configs/*.yaml"]},
+    # training/ holds configs, checkpoints and the thin scripts of a checkout: no Python package
+    # (a top-level "training" would collide in site-packages). Its configs are installed as data.
+    packages=find_packages(include=["bisestdc_core*", "bisestdc_ros*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/training/configs", glob("training/configs/*.yaml")),
+        (f"share/{PACKAGE}/training/configs/base", glob("training/configs/base/*.yaml")),
     ],
     python_requires=">=3.10",
     install_requires=["setuptools"],

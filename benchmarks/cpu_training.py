@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
+from bisestdc_core.command_line import HelpFormatter
 from bisestdc_core.data.synthetic import write_dataset
 from bisestdc_core.models import build_model
-from bisestdc_core.training.cli import HelpFormatter
 from bisestdc_core.training.config import Config, load_config
 from bisestdc_core.training.data import build_train_dataset, collate
 from bisestdc_core.training.optim import build_optimizer

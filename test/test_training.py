@@ -47,7 +47,7 @@ def tiny_overrides(root: Path, out_dir: Path, iters: int, **extra) -> list[str]:
 
 def run_train(overrides: list[str], env=None, **kwargs) -> subprocess.Popen:
     env = dict(env or os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
-    return subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(CONFIG),
+    return subprocess.Popen([sys.executable, "training/train.py", "--config", str(CONFIG),
                              *overrides], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kwargs)
 
@@ -103,7 +103,7 @@ def test_bad_config_file_named(tmp_path):
 
 
 def test_missing_dataset_stops_before_work(tmp_path, capsys):
-    from training.train import main
+    from bisestdc_core.training.cli import main
 
     code = main(["--config", str(CONFIG), f"data.root={tmp_path / 'nowhere'}",
                  f"train.out_dir={tmp_path / 'run'}"])
@@ -240,7 +240,7 @@ def test_ddp_two_gloo_processes_stay_in_sync(tiny_streets, tmp_path):
     out_dir = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "training.train", "--config", str(CONFIG),
+           "training/train.py", "--config", str(CONFIG),
            *tiny_overrides(tiny_streets, out_dir, 3)]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
@@ -255,7 +255,7 @@ def test_ddp_two_gloo_processes_stay_in_sync(tiny_streets, tmp_path):
 
 
 def test_wrong_class_count_stops_at_start_up(tiny_streets, tmp_path, capsys):
-    from training.train import main
+    from bisestdc_core.training.cli import main
 
     code = main(["--config", str(CONFIG),
                  *tiny_overrides(tiny_streets, tmp_path / "run", 2, **{"model.num_classes": 11})])
@@ -267,7 +267,7 @@ def test_wrong_class_count_stops_at_start_up(tiny_streets, tmp_path, capsys):
 def test_split_without_labels_stops_at_start_up(tiny_streets, tmp_path, capsys):
     import shutil
 
-    from training.train import main
+    from bisestdc_core.training.cli import main
 
     root = tmp_path / "streets"
     shutil.copytree(tiny_streets, root)
@@ -282,7 +282,7 @@ def test_split_without_labels_stops_at_start_up(tiny_streets, tmp_path, capsys):
 
 
 def train_main(overrides: list[str], *flags: str) -> int:
-    from training.train import main
+    from bisestdc_core.training.cli import main
 
     return main(["--config", str(CONFIG), *flags, *overrides])
 
@@ -370,7 +370,7 @@ def save_then_die(obj, path):
         os.kill(os.getpid(), signal.SIGKILL)  # right after the new best, before last.pt
 
 trainer.atomic_save = save_then_die
-from training.train import main
+from bisestdc_core.training.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 

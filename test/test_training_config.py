@@ -81,7 +81,7 @@ def test_every_field_is_walked():
 
 @pytest.mark.parametrize("key,value", CASES, ids=[f"{k}={v}" for k, v in CASES])
 def test_bad_value_is_one_line_naming_the_key(key, value, tmp_path, capsys):
-    from training.train import main
+    from bisestdc_core.training.cli import main
 
     out_dir = tmp_path / "run"
     overrides = [f"{key}={value}"]
@@ -99,7 +99,7 @@ def test_bad_value_is_one_line_naming_the_key(key, value, tmp_path, capsys):
 
 def test_subprocess_exit_code_and_debug_traceback(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    cmd = [sys.executable, "-m", "training.train", "--config", str(CONFIG), "optim.lr=nan",
+    cmd = [sys.executable, "training/train.py", "--config", str(CONFIG), "optim.lr=nan",
            f"train.out_dir={tmp_path / 'run'}"]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=300)

@@ -24,10 +24,11 @@ from typing import Any
 import yaml
 
 from bisestdc_core.classes import MAX_CLASSES
+from bisestdc_core.command_line import UsageError, one_line
 from bisestdc_core.models import MODEL_REGISTRY
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A config file or override that cannot be used."""
 
 
@@ -258,11 +259,6 @@ def _validate(cfg: Config, source: str) -> None:
     if cfg.optim.warmup_start_lr > cfg.optim.lr:
         raise ConfigError(f"{source}: 'optim.warmup_start_lr' ({cfg.optim.warmup_start_lr:g}) "
                           f"must not exceed 'optim.lr' ({cfg.optim.lr:g})")
-
-
-def one_line(exc: BaseException) -> str:
-    """An error message on one line (PyYAML's span several, with a caret drawing)."""
-    return " ".join(str(exc).split())
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
