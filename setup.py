@@ -33,9 +33,10 @@ setup(
             "segment_node = bisestdc_ros.segment_node:main",
             "bisestdc-make-bag = bisestdc_ros.make_bag:main",
             "bisestdc-bag-eval = bisestdc_ros.bag_eval:main",
-            "bisestdc-export = bisestdc_core.export:main",
+            # The core's export and quantize CLIs, with the rosbag reader for --calib-bag.
+            "bisestdc-export = bisestdc_ros.bag_calibration:export_main",
             "bisestdc-benchmark = bisestdc_core.benchmark:main",
-            "bisestdc-quantize = bisestdc_core.inference.quantize:main",
+            "bisestdc-quantize = bisestdc_ros.bag_calibration:quantize_main",
         ],
     },
 )

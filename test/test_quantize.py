@@ -153,6 +153,28 @@ def test_bad_calibration_sources_are_refused_before_work(stdc1_fp32, tmp_path):
     assert not (tmp_path / "q.onnx").exists()
 
 
+def test_quantize_tool_calibrates_on_a_bag_topic(stdc1_fp32, tmp_path, monkeypatch, capsys):
+    """bisestdc-quantize reads --calib-bag frames with the ROS side's reader; the core's own
+    command line, which has none, refuses a bag by saying so."""
+    from bisestdc_core.inference import calibration_data
+    from bisestdc_ros import bag_calibration, make_bag
+
+    monkeypatch.setattr(calibration_data, "_bag_readers", [])
+    bag = tmp_path / "bag"
+    assert make_bag.main(["--frames", "3", "--height", str(SMALL[0]), "--width",
+                          str(SMALL[1]), "--out", str(bag)]) == 0
+    out = tmp_path / "q.onnx"
+    argv = ["--onnx", str(stdc1_fp32), "--out", str(out), "--calib-bag", str(bag),
+            "--calib-topic", "/camera/image_raw", "--calib-count", "3", "--float-layers", "none"]
+    with pytest.raises(SystemExit, match="need the ROS tools' bag reader"):
+        quantize.main(argv)
+    assert not out.exists()
+    assert bag_calibration.quantize_main(argv) == 0
+    assert out.is_file() and f"int8 ONNX: {out}" in capsys.readouterr().out
+    calibration = quantize.read_sidecar(out)["quantization"]["calibration"]
+    assert calibration == {"bag": str(bag), "topic": "/camera/image_raw", "frames": 3}
+
+
 def test_quantize_cli_help_shows_defaults():
     help_text = quantize.build_parser().format_help()
     assert "--calib-images" in help_text and "(default: 32)" in help_text
