@@ -4,6 +4,7 @@ one-line user errors (#19)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,7 @@ def test_not_a_checkpoint_is_one_line_and_debug_shows_traceback(val_root, tmp_pa
 
 def test_help_shows_defaults():
     proc = subprocess.run([sys.executable, "training/evaluate.py", "--help"], cwd=REPO_ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())

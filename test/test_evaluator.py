@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -222,6 +223,7 @@ def test_saved_label_ids_feed_cityscapesscripts(tmp_path, monkeypatch):
 
 def test_cli_help():
     proc = subprocess.run([sys.executable, "training/evaluate.py", "--help"], cwd=REPO_ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     for flag in ("--weights", "--scales", "--flip", "--save-predictions", "--dataset"):

@@ -1,10 +1,11 @@
 """What setup.py installs: bisestdc_core and bisestdc_ros only (no top-level ``training``
 package), the training configs as data that still resolve their bases once installed, and the
-checkout's thin training scripts running from any folder (#14)."""
+thin training scripts running from any folder (#14)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -55,7 +56,10 @@ def test_installed_configs_resolve_as_in_the_checkout(distribution, tmp_path):
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_training_scripts_run_from_any_folder(script, tmp_path):
+    """With the package importable (installed; here: on PYTHONPATH), from any folder."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "training" / f"{script}.py"),
-                           "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                           "--help"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"usage: python training/{script}.py")

@@ -1,14 +1,12 @@
 """Evaluate a network: ``python training/evaluate.py --weights CKPT --root DATA --out DIR``.
 
-The command is ``bisestdc_core.evaluation.cli``; this script runs it from a
-checkout, installed or not.
+The command is ``bisestdc_core.evaluation.cli``; it needs the package
+installed (``make venv``, colcon) or on PYTHONPATH.
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's packages first
-from bisestdc_core.evaluation.cli import main  # noqa: E402
+from bisestdc_core.evaluation.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())
