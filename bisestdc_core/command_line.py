@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from bisestdc_core.data.check import DatasetCheckError
 from bisestdc_core.models.checkpoint import CheckpointError
@@ -70,3 +71,21 @@ def run_command(body: Callable[[argparse.Namespace], int], args: argparse.Namesp
             raise
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return USAGE_EXIT
+
+
+def tool_options(parser: argparse.ArgumentParser, **values: Any) -> argparse.Namespace:
+    """What ``parser`` would parse: its defaults, with ``values`` (by option name, already of
+    the option's type) over them. How code runs a tool's function without spelling a command
+    line, with the tool's own defaults.
+
+    Raises:
+        TypeError: a name that is none of the parser's options, or a required option missing.
+    """
+    # argparse lists its options only in _actions; the help action has no value.
+    actions = [a for a in parser._actions if a.default is not argparse.SUPPRESS]
+    known = {a.dest for a in actions}
+    unknown = sorted(set(values) - known)
+    missing = sorted(a.dest for a in actions if a.required and a.dest not in values)
+    if unknown or missing:
+        raise TypeError(f"{parser.prog}: unknown options {unknown}, missing options {missing}")
+    return argparse.Namespace(**{**{a.dest: a.default for a in actions}, **values})

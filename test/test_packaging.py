@@ -63,3 +63,4 @@ def test_training_scripts_run_from_any_folder(script, tmp_path):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"usage: python training/{script}.py")
+

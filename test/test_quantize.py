@@ -156,13 +156,14 @@ def test_bad_calibration_sources_are_refused_before_work(stdc1_fp32, tmp_path):
 def test_quantize_tool_calibrates_on_a_bag_topic(stdc1_fp32, tmp_path, monkeypatch, capsys):
     """bisestdc-quantize reads --calib-bag frames with the ROS side's reader; the core's own
     command line, which has none, refuses a bag by saying so."""
+    from bisestdc_core.command_line import tool_options
     from bisestdc_core.inference import calibration_data
     from bisestdc_ros import bag_calibration, make_bag
 
     monkeypatch.setattr(calibration_data, "_bag_readers", [])
     bag = tmp_path / "bag"
-    assert make_bag.main(["--frames", "3", "--height", str(SMALL[0]), "--width",
-                          str(SMALL[1]), "--out", str(bag)]) == 0
+    make_bag.make_bag(tool_options(make_bag.build_parser(), out=bag, frames=3,
+                                   height=SMALL[0], width=SMALL[1]))
     out = tmp_path / "q.onnx"
     argv = ["--onnx", str(stdc1_fp32), "--out", str(out), "--calib-bag", str(bag),
             "--calib-topic", "/camera/image_raw", "--calib-count", "3", "--float-layers", "none"]
