@@ -42,7 +42,9 @@ def tool_of(command: str) -> tuple[str, ...] | None:
     if words[0] == "python" and words[1].endswith(".py"):
         return ("script", words[1])
     if words[0] == "torchrun":
-        return ("python -m", words[words.index("-m") + 1])
+        if "-m" in words:
+            return ("python -m", words[words.index("-m") + 1])
+        return ("script", next(w for w in words if w.endswith(".py")))
     if words[0].startswith("bisestdc-") or words[0] == "segment_node":
         return ("path", words[0])
     if words[:3] == ["ros2", "run", PACKAGE]:
