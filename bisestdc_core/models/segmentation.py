@@ -131,6 +131,9 @@ class SegmentationNetwork(nn.Module):
         self.detail_head = SegHead(fused, DETAIL_HEAD_CHANNELS, 1)
         init_weights(self)
 
+    def extra_repr(self) -> str:
+        return f"{self.title}, {self.num_classes} classes, fusion at 1/{self.fusion_stride}"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | SegOutputs:
         """x: N x 3 x H x W (normalised RGB) -> logits N x C x H x W, or SegOutputs."""
         size = x.shape[-2:]
