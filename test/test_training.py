@@ -431,9 +431,10 @@ def test_bf16_step_loss_matches_fp32(tiny_streets, tmp_path):
     """One step from the same weights and batch: bf16 autocast changes the loss by < 2 %."""
     import copy
 
+    from bisestdc_core.losses import SegLoss
     from bisestdc_core.training.data import build_train_dataset, collate
     from bisestdc_core.training.precision import cpu_supports_bf16
-    from bisestdc_core.training.trainer import SegLoss, train_step
+    from bisestdc_core.training.trainer import train_step
 
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16")
@@ -446,8 +447,9 @@ def test_bf16_step_loss_matches_fp32(tiny_streets, tmp_path):
     results = {}
     for dtype in (None, torch.bfloat16):
         net = copy.deepcopy(model)
-        results[dtype] = train_step(net, SegLoss(cfg), build_optimizer(net, cfg.optim), scaler,
-                                    images, labels, dtype, 0)
+        results[dtype] = train_step(net, SegLoss.from_config(cfg.loss),
+                                    build_optimizer(net, cfg.optim), scaler, images, labels,
+                                    dtype, 0)
     fp32, bf16 = results[None]["loss"], results[torch.bfloat16]["loss"]
     assert fp32 != bf16, "bf16 autocast did not change the arithmetic"
     assert bf16 == pytest.approx(fp32, rel=0.02)
