@@ -37,6 +37,9 @@ setup(
             "bisestdc-export = bisestdc_ros.bag_calibration:export_main",
             "bisestdc-benchmark = bisestdc_core.benchmark:main",
             "bisestdc-quantize = bisestdc_ros.bag_calibration:quantize_main",
+            "bisestdc-train = bisestdc_core.training.cli:main",
+            "bisestdc-evaluate = bisestdc_core.evaluation.cli:main",
+            "bisestdc-package-checkpoint = bisestdc_core.training.package_checkpoint:main",
         ],
     },
 )
