@@ -33,9 +33,11 @@ venv:
 
 # vermin: the code must run on Python 3.10 (JetPack 6, Humble) as well as 3.11/3.12.
 PY_DIRS := bisestdc_core bisestdc_ros training benchmarks launch test
+# lint-imports: the layering contracts of .importlinter (core without ROS, no cycles, ...).
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin -q -t=3.10- --no-tips --violations --eval-annotations $(PY_DIRS)
+	$(VENV)/bin/lint-imports --no-cache
 
 # The pytest suite, run through colcon so that the installed package is what gets tested.
 colcon: venv

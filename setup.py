@@ -9,13 +9,16 @@ PACKAGE = "bisestdc_ros"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=["bisestdc_core*", "bisestdc_ros*", "training*"]),
-    package_data={"training": ["configs/*.yaml"]},
+    # training/ holds configs, checkpoints and the thin scripts of a checkout: no Python package
+    # (a top-level "training" would collide in site-packages). Its configs are installed as data.
+    packages=find_packages(include=["bisestdc_core*", "bisestdc_ros*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/training/configs", glob("training/configs/*.yaml")),
+        (f"share/{PACKAGE}/training/configs/base", glob("training/configs/base/*.yaml")),
     ],
     python_requires=">=3.10",
     install_requires=["setuptools"],
@@ -30,9 +33,13 @@ setup(
             "segment_node = bisestdc_ros.segment_node:main",
             "bisestdc-make-bag = bisestdc_ros.make_bag:main",
             "bisestdc-bag-eval = bisestdc_ros.bag_eval:main",
-            "bisestdc-export = bisestdc_core.export:main",
+            # The core's export and quantize CLIs, with the rosbag reader for --calib-bag.
+            "bisestdc-export = bisestdc_ros.bag_calibration:export_main",
             "bisestdc-benchmark = bisestdc_core.benchmark:main",
-            "bisestdc-quantize = bisestdc_core.inference.quantize:main",
+            "bisestdc-quantize = bisestdc_ros.bag_calibration:quantize_main",
+            "bisestdc-train = bisestdc_core.training.cli:main",
+            "bisestdc-evaluate = bisestdc_core.evaluation.cli:main",
+            "bisestdc-package-checkpoint = bisestdc_core.training.package_checkpoint:main",
         ],
     },
 )

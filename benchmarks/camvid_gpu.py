@@ -23,14 +23,13 @@ from pathlib import Path
 
 import torch
 
+from bisestdc_core.command_line import USAGE_EXIT, HelpFormatter, require_cuda_message
 from bisestdc_core.data.datasets import build_dataset
 from bisestdc_core.evaluation.evaluator import evaluate
 from bisestdc_core.models import load_checkpoint_model
-from bisestdc_core.training.cli import USAGE_EXIT, HelpFormatter
 from bisestdc_core.training.config import load_config
-from bisestdc_core.training.distributed import require_cuda_message
+from bisestdc_core.training.package_checkpoint import package_checkpoint
 from bisestdc_core.training.trainer import Trainer
-from training import package_checkpoint
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE.parent / "training/configs"
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         # 2500 iterations of 16 crops take about 19 hours on a 2-core CPU: refuse, say why.
         print(f"error: {require_cuda_message('benchmarks.camvid_gpu needs a CUDA GPU')}; "
-              f"on a CPU, train with python -m training.train --config "
+              f"on a CPU, train with python training/train.py --config "
               f"training/configs/bisestdc_camvid.yaml and a budget of your own",
               file=sys.stderr)
         return USAGE_EXIT
@@ -98,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "camvid.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if "bisestdc" in results["networks"]:
-        package_checkpoint.main([str(args.work_dir / "bisestdc" / "last.pt"),
-                                 str(args.out / "bisestdc_camvid_fp16.pt")])
+        package_checkpoint(args.work_dir / "bisestdc" / "last.pt",
+                           args.out / "bisestdc_camvid_fp16.pt")
         shutil.copy(args.work_dir / "bisestdc" / "config.yaml", args.out / "camvid_config.yaml")
     return 0
 

@@ -31,14 +31,15 @@ from pathlib import Path
 
 import torch
 
+from bisestdc_core.command_line import HelpFormatter
 from bisestdc_core.data.synthetic import write_dataset
+from bisestdc_core.losses import SegLoss
 from bisestdc_core.models import build_model
-from bisestdc_core.training.cli import HelpFormatter
 from bisestdc_core.training.config import Config, load_config
 from bisestdc_core.training.data import build_train_dataset, collate
 from bisestdc_core.training.optim import build_optimizer
 from bisestdc_core.training.precision import autocast_dtype, cpu_supports_bf16
-from bisestdc_core.training.trainer import SegLoss, Trainer, train_step
+from bisestdc_core.training.trainer import Trainer, train_step
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE.parent / "training/configs/bisestdc_synthetic.yaml"
@@ -70,7 +71,7 @@ def time_settings(data: Path, work: Path, args: argparse.Namespace) -> dict[str,
     images, labels = collate([samples[(0, i % len(samples))] for i in range(args.batch)])
     torch.manual_seed(0)
     initial = build_model(args.model, cfg.model.num_classes).train()
-    criterion = SegLoss(cfg)
+    criterion = SegLoss.from_config(cfg.loss)
     runs = {}
     for name in args.settings:
         amp, channels_last = SETTINGS[name]

@@ -33,7 +33,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from bisestdc_ros.bag_eval import (
+from bisestdc_ros.node_process import (
     FASTDDS_PROFILE_VARIABLES,
     fastdds_profile,
     segment_node_command,

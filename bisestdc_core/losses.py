@@ -1,12 +1,15 @@
-"""Losses of the seed's recipe: OHEM cross-entropy and the detail-aggregation loss.
+"""Losses of the seed's recipe: OHEM cross-entropy, the detail-aggregation loss, and
+:class:`SegLoss`, which combines them over a network's training outputs.
 
-Both are device-agnostic (they follow their inputs' device) and autocast-safe (they compute
+All are device-agnostic (they follow their inputs' device) and autocast-safe (they compute
 in float32).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,10 +64,10 @@ def dice_loss(probs: torch.Tensor, targets: torch.Tensor, smooth: float = 1.0) -
 
 
 class DetailAggregateLoss(nn.Module):
-    """Detail loss: Laplacian-pyramid boundary targets, learnable fusion, BCE + dice.
+    """Detail loss: Laplacian-pyramid boundary targets, fixed fusion, BCE + dice.
 
     Targets: Laplacian of the label map at strides 1, 2, 4, clamped at 0, thresholded at
-    0.1, nearest-upsampled to full size, fused by a 1x1 conv initialised (0.6, 0.3, 0.1) and
+    0.1, nearest-upsampled to full size, fused by a 1x1 conv of weights (0.6, 0.3, 0.1) and
     thresholded at 0.1 again.
     """
 
@@ -72,7 +75,10 @@ class DetailAggregateLoss(nn.Module):
         super().__init__()
         self.threshold = threshold
         self.register_buffer("laplacian", laplacian_kernel(), persistent=False)
-        self.fuse_kernel = nn.Parameter(torch.tensor([0.6, 0.3, 0.1]).view(1, 3, 1, 1))
+        # The seed declares the fusion weights learnable, but the targets are computed without
+        # gradient, so they never change: a constant, not a parameter an optimiser would list.
+        self.register_buffer("fuse_kernel", torch.tensor([0.6, 0.3, 0.1]).view(1, 3, 1, 1),
+                             persistent=False)
 
     def _binarise(self, x: torch.Tensor) -> torch.Tensor:
         return (x > self.threshold).float()
@@ -101,3 +107,36 @@ class DetailAggregateLoss(nn.Module):
                                    align_corners=True)
         bce = F.binary_cross_entropy_with_logits(logits, targets)
         return bce, dice_loss(torch.sigmoid(logits), targets)
+
+
+class SegLoss(nn.Module):
+    """The training loss: OHEM on the main head + ``aux_weight`` x OHEM on each auxiliary
+    head + ``detail_weight`` x (detail BCE + dice).
+
+    Its arguments are the fields of the training config's ``loss`` section, which holds their
+    defaults (see :meth:`from_config`).
+    """
+
+    def __init__(self, *, ohem_thresh: float, ohem_min_kept_ratio: float, aux_weight: float,
+                 detail_weight: float):
+        super().__init__()
+        self.ohem = OhemCELoss(ohem_thresh, ohem_min_kept_ratio)
+        self.detail = DetailAggregateLoss()
+        self.aux_weight = aux_weight
+        self.detail_weight = detail_weight
+
+    @classmethod
+    def from_config(cls, loss_config: Any) -> SegLoss:
+        """From a dataclass whose fields are this class's arguments (the config's ``loss``)."""
+        return cls(**dataclasses.asdict(loss_config))
+
+    def forward(self, outputs: Any, labels: torch.Tensor
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """outputs: a network's SegOutputs, labels N x H x W -> (total, detached parts)."""
+        main = self.ohem(outputs.main, labels)
+        aux = sum(self.ohem(a, labels) for a in outputs.aux)
+        bce, dice = self.detail(outputs.detail, labels)
+        total = main + self.aux_weight * aux + self.detail_weight * (bce + dice)
+        parts = {"main": main.detach(), "aux": aux.detach(), "detail_bce": bce.detach(),
+                 "detail_dice": dice.detach()}
+        return total, parts

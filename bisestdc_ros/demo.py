@@ -16,7 +16,6 @@ Steps:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -24,8 +23,12 @@ import sys
 import time
 from pathlib import Path
 
+from bisestdc_core.command_line import tool_options
 from bisestdc_ros import bag_eval, make_bag
+from bisestdc_ros.bag_eval.cli import summary_line as bag_eval_summary
+from bisestdc_ros.bag_io import BagError
 
+log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_WEIGHTS = REPO_ROOT / "training" / "checkpoints" / "demo" / "bisestdc_synthetic.pt"
 
@@ -68,25 +71,28 @@ def main(argv: list[str] | None = None) -> int:
     if bag.exists():
         shutil.rmtree(bag)
     args.out.mkdir(parents=True, exist_ok=True)
-    code = make_bag.main([
-        "--source", "synthetic", "--frames", str(args.frames), "--height", str(args.height),
-        "--width", str(args.width), "--rate", str(args.rate), "--seed", str(args.seed),
-        "--storage", args.storage, "--out", str(bag)])
-    if code:
-        return code
+    try:
+        counts = make_bag.make_bag(tool_options(
+            make_bag.build_parser(), source="synthetic", frames=args.frames,
+            height=args.height, width=args.width, rate=args.rate, seed=args.seed,
+            storage=args.storage, out=bag))
+        print(make_bag.summary_line(bag, counts))
 
-    _step(2, 3, f"Starting segment_node (engine {args.engine}, weights {args.weights.name}) "
-                "and replaying the bag on ROS 2 topics: closed loop for the scores, then at "
-                f"{args.rate:g} Hz for latency and drops")
-    code = bag_eval.main([
-        "--bag", str(bag), "--mode", "live", "--weights", str(args.weights),
-        "--engine", args.engine, "--device", "cpu", "--reliable", "--replay", "both",
-        "--out", str(report_dir)])
-    if code:
-        return code
+        _step(2, 3, f"Starting segment_node (engine {args.engine}, weights "
+                    f"{args.weights.name}) and replaying the bag on ROS 2 topics: closed loop "
+                    f"for the scores, then at {args.rate:g} Hz for latency and drops")
+        report = bag_eval.evaluate(tool_options(
+            bag_eval.build_parser(), bag=bag, mode="live", weights=str(args.weights),
+            engine=args.engine, device="cpu", reliable=True, replay="both", out=report_dir))
+        print(bag_eval_summary(report, report_dir))
+    except (BagError, bag_eval.EvalError, FileNotFoundError, ValueError) as error:
+        log.error("%s", error)
+        return 1
+    except KeyboardInterrupt:
+        log.error("interrupted: stopped before the summary")
+        return 130
 
     _step(3, 3, "Summary")
-    report = json.loads((report_dir / "report.json").read_text())
     print(summary_text(report, report_dir, time.perf_counter() - started))
     return 0
 

@@ -216,31 +216,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def option_error(args: argparse.Namespace) -> str | None:
+    """Why ``args`` cannot make a bag (None when they can)."""
+    if args.rate <= 0:
+        return f"--rate must be > 0, got {args.rate}"
+    if args.frames is not None and args.frames < 1:
+        return f"--frames must be >= 1, got {args.frames}"
+    if args.source != "synthetic" and args.root is None:
+        return f"--root is required for --source {args.source}"
+    return None
+
+
+def make_bag(args: argparse.Namespace) -> dict[str, int]:
+    """Write the bag ``args`` describe (the tool's options, e.g. from
+    :func:`bisestdc_core.command_line.tool_options`); returns messages per topic.
+
+    Raises:
+        ValueError: options that cannot make a bag, a source without frames or with frames of
+            different sizes.
+        FileNotFoundError: a missing dataset folder.
+        BagError: the bag cannot be written.
+    """
+    error = option_error(args)
+    if error:
+        raise ValueError(error)
+    if args.source == "synthetic":
+        total = args.frames or 30
+        frames = synthetic_frames(total, args.height, args.width, args.seed)
+    else:
+        total, frames = dataset_frames(args.source, args.root, args.split, args.city,
+                                       args.label_dir, args.frames, args.class_set)
+    return write_bag(frames, total, args)
+
+
+def summary_line(out: Path, counts: dict[str, int]) -> str:
+    """The line printed when a bag was written."""
+    return f"wrote {out}: " + ", ".join(f"{t}: {n}" for t, n in counts.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    if args.rate <= 0:
-        log.error("--rate must be > 0, got %s", args.rate)
-        return 2
-    if args.frames is not None and args.frames < 1:
-        log.error("--frames must be >= 1, got %s", args.frames)
+    error = option_error(args)
+    if error:
+        log.error("%s", error)
         return 2
     try:
-        if args.source == "synthetic":
-            total = args.frames or 30
-            frames = synthetic_frames(total, args.height, args.width, args.seed)
-        else:
-            if args.root is None:
-                log.error("--root is required for --source %s", args.source)
-                return 2
-            total, frames = dataset_frames(args.source, args.root, args.split, args.city,
-                                           args.label_dir, args.frames, args.class_set)
-        counts = write_bag(frames, total, args)
+        counts = make_bag(args)
     except (BagError, FileNotFoundError, ValueError) as error:
         log.error("%s", error)
         return 1
-    print(f"wrote {args.out}: " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
+    print(summary_line(args.out, counts))
     return 0
 
 

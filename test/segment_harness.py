@@ -150,14 +150,14 @@ class Spinner:
 def start_node_process(ros_env: dict[str, str], ros_args: list[str],
                        log_path: Path) -> subprocess.Popen:
     """Start ``python -m bisestdc_ros.segment_node --ros-args ...`` with the test's env."""
-    from bisestdc_ros.bag_eval import segment_node_command, start_node
+    from bisestdc_ros.node_process import segment_node_command, start_node
 
     return start_node(segment_node_command(ros_args), log_path, env=ros_env)
 
 
 def stop_node_process(process: subprocess.Popen, timeout: float = 30.0) -> int:
     """SIGINT, then SIGKILL to the group: the same shutdown the bag tools use."""
-    from bisestdc_ros.bag_eval import stop_node
+    from bisestdc_ros.node_process import stop_node
 
     return stop_node(process, timeout)
 
@@ -203,7 +203,7 @@ def interrupt_group(process: subprocess.Popen, timeout: float = 60.0) -> int:
 
     Returns the exit code; SIGKILLs the group (and fails the caller's check) if it hangs.
     """
-    from bisestdc_ros.bag_eval import stop_node
+    from bisestdc_ros.node_process import stop_node
 
     return stop_node(process, timeout, group=True)
 

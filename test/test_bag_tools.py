@@ -20,7 +20,7 @@ import pytest
 from bisestdc_core.classes import CITYSCAPES, IGNORE_INDEX
 from bisestdc_core.data.synthetic import render_sequence, write_dataset
 from bisestdc_core.evaluation.metrics import ConfusionMatrix
-from bisestdc_ros import bag_eval, make_bag
+from bisestdc_ros import bag_eval, make_bag, node_process
 from bisestdc_ros.bag_io import (
     CAMERA_INFO,
     COMPRESSED_IMAGE,
@@ -372,18 +372,18 @@ def test_node_command_for_a_compressed_bag(tmp_path, monkeypatch):
 
 
 def test_large_frames_select_the_fastdds_profile(tmp_path, monkeypatch):
-    for variable in bag_eval.FASTDDS_PROFILE_VARIABLES:
+    for variable in node_process.FASTDDS_PROFILE_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
     plan = bag_eval.BagPlan(tmp_path, "/c/image", IMAGE, "/c/gt", IMAGE, [1], [1], {1}, 512,
                             1024, 512 * 1024 * 3)
     profile = bag_eval.configure_large_frames(plan)
     assert profile is not None and profile.endswith("fastdds_large_images.xml")
-    assert all(os.environ[v] == profile for v in bag_eval.FASTDDS_PROFILE_VARIABLES)
+    assert all(os.environ[v] == profile for v in node_process.FASTDDS_PROFILE_VARIABLES)
     plan.frame_bytes = 1000
-    for variable in bag_eval.FASTDDS_PROFILE_VARIABLES:
+    for variable in node_process.FASTDDS_PROFILE_VARIABLES:
         monkeypatch.delenv(variable)
     assert bag_eval.configure_large_frames(plan) is None
-    assert not any(v in os.environ for v in bag_eval.FASTDDS_PROFILE_VARIABLES)
+    assert not any(v in os.environ for v in node_process.FASTDDS_PROFILE_VARIABLES)
 
 
 # --- bag_eval: drives without labels, bad frames, the model card ------------------------------

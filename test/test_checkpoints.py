@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from bisestdc_core.models import (
+    MODEL_REGISTRY,
     CheckpointError,
     build_model,
     load_checkpoint_model,
@@ -123,6 +124,14 @@ def test_seed_key_list_maps_onto_every_tensor(tmp_path, name):
         assert torch.equal(model.backbone.detail_fusion.conv1.weight,
                            entries["cp.backbone.ffm.conv1.weight"])
         assert torch.equal(model.aux_head4.conv_out.weight, entries["conv_out8.conv_out.weight"])
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_REGISTRY))
+def test_seed_key_map_names_every_aux_head_of_its_network(name):
+    network = MODEL_REGISTRY[name]
+    model = network.build(3)
+    aux = {key.split(".")[0] for key in model.state_dict() if key.startswith("aux_head")}
+    assert sorted(network.seed_keys.aux_heads.values()) == sorted(aux)
 
 
 def test_project_checkpoint_round_trip_fp16(tmp_path):

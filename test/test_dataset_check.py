@@ -59,7 +59,7 @@ def test_check_names_every_bad_pair(streets, tmp_path):
 
 
 def test_train_refuses_bad_dataset_before_work_or_skips_with_flag(streets, tmp_path, capsys):
-    from training.train import main
+    from bisestdc_core.training.cli import main
 
     root = tmp_path / "streets"
     shutil.copytree(streets, root)

@@ -1,8 +1,10 @@
-"""training.evaluate as a tool: the card's scale by default, one-line user errors (#19)."""
+"""The evaluation command line (training/evaluate.py) as a tool: the card's scale by default,
+one-line user errors (#19)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +32,7 @@ def network():
 
 
 def evaluate_main(*args: str) -> int:
-    from training.evaluate import main
+    from bisestdc_core.evaluation.cli import main
 
     return main([*args, "--no-progress", "--device", "cpu"])
 
@@ -101,7 +103,8 @@ def test_not_a_checkpoint_is_one_line_and_debug_shows_traceback(val_root, tmp_pa
 
 
 def test_help_shows_defaults():
-    proc = subprocess.run([sys.executable, "-m", "training.evaluate", "--help"], cwd=REPO_ROOT,
+    proc = subprocess.run([sys.executable, "training/evaluate.py", "--help"], cwd=REPO_ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -221,7 +222,8 @@ def test_saved_label_ids_feed_cityscapesscripts(tmp_path, monkeypatch):
 
 
 def test_cli_help():
-    proc = subprocess.run([sys.executable, "-m", "training.evaluate", "--help"], cwd=REPO_ROOT,
+    proc = subprocess.run([sys.executable, "training/evaluate.py", "--help"], cwd=REPO_ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     for flag in ("--weights", "--scales", "--flip", "--save-predictions", "--dataset"):
@@ -230,7 +232,7 @@ def test_cli_help():
 
 def test_cli_end_to_end(tmp_path):
     models = pytest.importorskip("bisestdc_core.models")
-    from training.evaluate import main
+    from bisestdc_core.evaluation.cli import main
 
     write_dataset(tmp_path / "data", 2, split="val", height=64, width=128, seed=5)
     torch.manual_seed(0)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from bisestdc_core.losses import DetailAggregateLoss, OhemCELoss, dice_loss
+from bisestdc_core.losses import DetailAggregateLoss, OhemCELoss, SegLoss, dice_loss
+from bisestdc_core.models import SegOutputs
+from bisestdc_core.training.config import LossConfig
 
 
 def confident_logits(labels: torch.Tensor, num_classes: int, p_true: torch.Tensor):
@@ -100,3 +102,35 @@ def test_dice_smooth_one():
     p = torch.tensor([[[[1.0, 0.0]]]])
     t = torch.tensor([[[[1.0, 1.0]]]])
     assert dice_loss(p, t).item() == pytest.approx(1 - (2 * 1 + 1) / (1 + 2 + 1))
+
+
+def test_detail_fusion_kernel_is_a_constant_not_a_parameter():
+    loss_fn = DetailAggregateLoss()
+    assert list(loss_fn.parameters()) == []  # nothing for an optimiser to list
+    assert loss_fn.fuse_kernel.flatten().tolist() == pytest.approx([0.6, 0.3, 0.1])
+    assert loss_fn.state_dict() == {}  # constants, rebuilt on construction, never saved
+    assert loss_fn.to(torch.float64).fuse_kernel.dtype == torch.float64  # follows .to()
+
+
+def test_seg_loss_weights_main_aux_and_detail_as_configured():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 4, (2, 16, 16), generator=g)
+    outputs = SegOutputs(
+        main=torch.randn(2, 4, 16, 16, generator=g),
+        aux=(torch.randn(2, 4, 16, 16, generator=g), torch.randn(2, 4, 16, 16, generator=g)),
+        detail=torch.randn(2, 1, 4, 4, generator=g),
+    )
+    ohem = OhemCELoss(0.7, 1 / 16)
+    main = ohem(outputs.main, labels)
+    aux = ohem(outputs.aux[0], labels) + ohem(outputs.aux[1], labels)
+    bce, dice = DetailAggregateLoss()(outputs.detail, labels)
+    for aux_weight, detail_weight in ((0.3, 1.0), (0.0, 2.5)):
+        criterion = SegLoss.from_config(LossConfig(ohem_thresh=0.7, ohem_min_kept_ratio=1 / 16,
+                                                   aux_weight=aux_weight,
+                                                   detail_weight=detail_weight))
+        total, parts = criterion(outputs, labels)
+        expected = main + aux_weight * aux + detail_weight * (bce + dice)
+        assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+        assert list(parts) == ["main", "aux", "detail_bce", "detail_dice"]
+        assert [v.item() for v in parts.values()] == pytest.approx(
+            [main.item(), aux.item(), bce.item(), dice.item()], rel=1e-6)

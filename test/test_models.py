@@ -1,11 +1,15 @@
 """Networks: outputs, size figures against the spec, ONNX, torch.compile, channels-last."""
 
+from functools import partial
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bisestdc_core.models import SegOutputs, build_model
+from bisestdc_core.models import SegmentationNetwork, SegOutputs, build_model
+from bisestdc_core.models.backbones import STDC2_LAYERS, STDCNet
 from bisestdc_core.models.layers import SegHead
+from bisestdc_core.models.segmentation import NetworkSpec
 
 # Spec figures: main-path parameters (19 classes) and the seed's multiply-accumulates at
 # 1x3x512x1024 as torch.utils.flop_counter counts them (FLOPs / 2).
@@ -86,6 +90,22 @@ def test_eval_computes_no_training_head():
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64))
     assert called == []
+
+
+def test_a_new_spec_is_all_a_new_network_needs():
+    """STDC2 fused at 1/4: the context path grows ARM8, the heads follow the spec."""
+    spec = NetworkSpec("STDC2-Seg at 1/4", partial(STDCNet, STDC2_LAYERS), fusion_stride=4,
+                       aux_heads=((4, 32), (16, 64)))
+    model = SegmentationNetwork(spec, 3)
+    assert hasattr(model.context, "arm8") and not hasattr(model, "aux_head8")
+    assert model.ffm.convblk.conv.in_channels == 64 + 128  # STDC's 1/4 tap + context
+    assert model.aux_head4.conv.conv.out_channels == 32
+    x = torch.randn(2, 3, 64, 96)
+    out = model.train()(x)
+    assert [a.shape for a in out.aux] == [(2, 3, 64, 96)] * 2
+    assert out.detail.shape == (2, 1, 16, 24)
+    with torch.no_grad():
+        assert model.eval()(x).shape == (2, 3, 64, 96)
 
 
 def test_unknown_model_name():

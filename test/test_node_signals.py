@@ -25,7 +25,7 @@ from segment_harness import (
     write_test_checkpoint,
 )
 
-from bisestdc_ros.bag_eval import segment_node_command
+from bisestdc_ros.node_process import segment_node_command
 
 pytestmark = pytest.mark.skipif(not engine_available(),
                                 reason="bisestdc_core.inference is not available")

@@ -16,7 +16,7 @@ from ros_overlay import REQUIRE_VARIABLE, overlay_source
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_XML = REPO_ROOT / "package.xml"
 CODE = ("bisestdc_core", "bisestdc_ros", "training", "launch")
-PROJECT_PACKAGES = {"bisestdc_core", "bisestdc_ros", "training"}
+PROJECT_PACKAGES = {"bisestdc_core", "bisestdc_ros"}
 # Ubuntu releases of Humble (jammy) and of Jazzy and Kilted (noble).
 UBUNTU = ("jammy", "noble")
 

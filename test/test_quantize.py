@@ -88,7 +88,9 @@ def test_qdq_graph_keeps_the_interface_and_the_target_encoding(stdc1_fp32, tmp_p
                    and values[weight_dq[c.input[1]].input[1]].size > 1]
     assert len(per_channel) >= len(convs) - 3
     # The preprocessing before the first Conv is never quantized.
-    first = next(n for n in graph.node if n.op_type != "Constant")
+    # (Nodes reading only constants, e.g. weight dequantizations, may come first.)
+    first = next(n for n in graph.node if n.op_type != "Constant"
+                 and not set(n.input) <= set(values))
     assert first.op_type in ("Transpose", "Cast")
     zero_points = [values[n.input[2]] for n in quant]
     problems = quantize.tensorrt_qdq_problems(model)
@@ -151,6 +153,29 @@ def test_bad_calibration_sources_are_refused_before_work(stdc1_fp32, tmp_path):
         quantize.quantize_onnx(stdc1_fp32, tmp_path / "q.onnx", realistic_frames(1),
                                float_layers=["backbone"])
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_quantize_tool_calibrates_on_a_bag_topic(stdc1_fp32, tmp_path, monkeypatch, capsys):
+    """bisestdc-quantize reads --calib-bag frames with the ROS side's reader; the core's own
+    command line, which has none, refuses a bag by saying so."""
+    from bisestdc_core.command_line import tool_options
+    from bisestdc_core.inference import calibration_data
+    from bisestdc_ros import bag_calibration, make_bag
+
+    monkeypatch.setattr(calibration_data, "_bag_readers", [])
+    bag = tmp_path / "bag"
+    make_bag.make_bag(tool_options(make_bag.build_parser(), out=bag, frames=3,
+                                   height=SMALL[0], width=SMALL[1]))
+    out = tmp_path / "q.onnx"
+    argv = ["--onnx", str(stdc1_fp32), "--out", str(out), "--calib-bag", str(bag),
+            "--calib-topic", "/camera/image_raw", "--calib-count", "3", "--float-layers", "none"]
+    with pytest.raises(SystemExit, match="need the ROS tools' bag reader"):
+        quantize.main(argv)
+    assert not out.exists()
+    assert bag_calibration.quantize_main(argv) == 0
+    assert out.is_file() and f"int8 ONNX: {out}" in capsys.readouterr().out
+    calibration = quantize.read_sidecar(out)["quantization"]["calibration"]
+    assert calibration == {"bag": str(bag), "topic": "/camera/image_raw", "frames": 3}
 
 
 def test_quantize_cli_help_shows_defaults():

@@ -42,7 +42,9 @@ def tool_of(command: str) -> tuple[str, ...] | None:
     if words[0] == "python" and words[1].endswith(".py"):
         return ("script", words[1])
     if words[0] == "torchrun":
-        return ("python -m", words[words.index("-m") + 1])
+        if "-m" in words:
+            return ("python -m", words[words.index("-m") + 1])
+        return ("script", next(w for w in words if w.endswith(".py")))
     if words[0].startswith("bisestdc-") or words[0] == "segment_node":
         return ("path", words[0])
     if words[:3] == ["ros2", "run", PACKAGE]:
@@ -56,7 +58,7 @@ TOOLS = sorted({tool for c in readme_commands() if (tool := tool_of(c)) is not N
 
 
 def test_readme_shows_both_forms_of_every_tool():
-    scripts = re.findall(r'"([\w-]+) = [\w.]+:main"', (REPO_ROOT / "setup.py").read_text())
+    scripts = re.findall(r'"([\w-]+) = [\w.]+:\w+"', (REPO_ROOT / "setup.py").read_text())
     assert scripts, "no console scripts found in setup.py"
     for script in scripts:
         assert ("ros2 run", script) in TOOLS, f"README never shows `ros2 run {PACKAGE} {script}`"

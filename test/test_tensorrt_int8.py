@@ -11,10 +11,11 @@ import pytest
 from onnx_graphs import qdq_model
 
 from bisestdc_core import export
+from bisestdc_core.inference import calibration_data
 from bisestdc_core.inference import tensorrt_engine as te
 from bisestdc_core.inference.calibration_data import CalibrationSource
 from bisestdc_core.inference.segmenter import Segmenter
-from bisestdc_ros import make_bag
+from bisestdc_ros import bag_calibration, make_bag
 
 TOPIC = "/camera/image_raw"
 
@@ -25,6 +26,13 @@ def calib_bag(tmp_path_factory):
     assert make_bag.main(["--source", "synthetic", "--frames", "3", "--height", "64",
                           "--width", "128", "--out", str(path)]) == 0
     return path
+
+
+@pytest.fixture(autouse=True)
+def rosbag_reader(monkeypatch):
+    """The bag reader registered as bisestdc-export and bisestdc-quantize register it."""
+    monkeypatch.setattr(calibration_data, "_bag_readers", [])
+    bag_calibration.register()
 
 
 @pytest.fixture
@@ -69,6 +77,13 @@ def test_bag_source_validates_and_yields_frames(calib_bag):
     source.validate()
     frames = list(source.frames())
     assert len(frames) == 3 and frames[0].shape == (64, 128, 3)
+
+
+def test_bag_source_needs_the_ros_side_reader(calib_bag, monkeypatch):
+    """The core reads no bags itself: without the registered reader it says where one is."""
+    monkeypatch.setattr(calibration_data, "_bag_readers", [])
+    with pytest.raises(ValueError, match="need the ROS tools' bag reader: run bisestdc-quantize"):
+        CalibrationSource(bag=calib_bag, topic=TOPIC, count=5).validate()
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

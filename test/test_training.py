@@ -47,7 +47,7 @@ def tiny_overrides(root: Path, out_dir: Path, iters: int, **extra) -> list[str]:
 
 def run_train(overrides: list[str], env=None, **kwargs) -> subprocess.Popen:
     env = dict(env or os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
-    return subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(CONFIG),
+    return subprocess.Popen([sys.executable, "training/train.py", "--config", str(CONFIG),
                              *overrides], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kwargs)
 
@@ -103,7 +103,7 @@ def test_bad_config_file_named(tmp_path):
 
 
 def test_missing_dataset_stops_before_work(tmp_path, capsys):
-    from training.train import main
+    from bisestdc_core.training.cli import main
 
     code = main(["--config", str(CONFIG), f"data.root={tmp_path / 'nowhere'}",
                  f"train.out_dir={tmp_path / 'run'}"])
@@ -240,7 +240,7 @@ def test_ddp_two_gloo_processes_stay_in_sync(tiny_streets, tmp_path):
     out_dir = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "training.train", "--config", str(CONFIG),
+           "training/train.py", "--config", str(CONFIG),
            *tiny_overrides(tiny_streets, out_dir, 3)]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
@@ -255,7 +255,7 @@ def test_ddp_two_gloo_processes_stay_in_sync(tiny_streets, tmp_path):
 
 
 def test_wrong_class_count_stops_at_start_up(tiny_streets, tmp_path, capsys):
-    from training.train import main
+    from bisestdc_core.training.cli import main
 
     code = main(["--config", str(CONFIG),
                  *tiny_overrides(tiny_streets, tmp_path / "run", 2, **{"model.num_classes": 11})])
@@ -267,7 +267,7 @@ def test_wrong_class_count_stops_at_start_up(tiny_streets, tmp_path, capsys):
 def test_split_without_labels_stops_at_start_up(tiny_streets, tmp_path, capsys):
     import shutil
 
-    from training.train import main
+    from bisestdc_core.training.cli import main
 
     root = tmp_path / "streets"
     shutil.copytree(tiny_streets, root)
@@ -282,7 +282,7 @@ def test_split_without_labels_stops_at_start_up(tiny_streets, tmp_path, capsys):
 
 
 def train_main(overrides: list[str], *flags: str) -> int:
-    from training.train import main
+    from bisestdc_core.training.cli import main
 
     return main(["--config", str(CONFIG), *flags, *overrides])
 
@@ -370,7 +370,7 @@ def save_then_die(obj, path):
         os.kill(os.getpid(), signal.SIGKILL)  # right after the new best, before last.pt
 
 trainer.atomic_save = save_then_die
-from training.train import main
+from bisestdc_core.training.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -431,9 +431,10 @@ def test_bf16_step_loss_matches_fp32(tiny_streets, tmp_path):
     """One step from the same weights and batch: bf16 autocast changes the loss by < 2 %."""
     import copy
 
+    from bisestdc_core.losses import SegLoss
     from bisestdc_core.training.data import build_train_dataset, collate
     from bisestdc_core.training.precision import cpu_supports_bf16
-    from bisestdc_core.training.trainer import SegLoss, train_step
+    from bisestdc_core.training.trainer import train_step
 
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16")
@@ -446,8 +447,9 @@ def test_bf16_step_loss_matches_fp32(tiny_streets, tmp_path):
     results = {}
     for dtype in (None, torch.bfloat16):
         net = copy.deepcopy(model)
-        results[dtype] = train_step(net, SegLoss(cfg), build_optimizer(net, cfg.optim), scaler,
-                                    images, labels, dtype, 0)
+        results[dtype] = train_step(net, SegLoss.from_config(cfg.loss),
+                                    build_optimizer(net, cfg.optim), scaler, images, labels,
+                                    dtype, 0)
     fp32, bf16 = results[None]["loss"], results[torch.bfloat16]["loss"]
     assert fp32 != bf16, "bf16 autocast did not change the arithmetic"
     assert bf16 == pytest.approx(fp32, rel=0.02)

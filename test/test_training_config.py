@@ -6,6 +6,7 @@ choices), so a field added later without a range is caught by ``test_every_field
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -80,7 +81,7 @@ def test_every_field_is_walked():
 
 @pytest.mark.parametrize("key,value", CASES, ids=[f"{k}={v}" for k, v in CASES])
 def test_bad_value_is_one_line_naming_the_key(key, value, tmp_path, capsys):
-    from training.train import main
+    from bisestdc_core.training.cli import main
 
     out_dir = tmp_path / "run"
     overrides = [f"{key}={value}"]
@@ -98,7 +99,7 @@ def test_bad_value_is_one_line_naming_the_key(key, value, tmp_path, capsys):
 
 def test_subprocess_exit_code_and_debug_traceback(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    cmd = [sys.executable, "-m", "training.train", "--config", str(CONFIG), "optim.lr=nan",
+    cmd = [sys.executable, "training/train.py", "--config", str(CONFIG), "optim.lr=nan",
            f"train.out_dir={tmp_path / 'run'}"]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
@@ -183,3 +184,74 @@ def test_property_counts_are_meaningful():
     print(f"config loader property test: {COUNTS['accepted']} accepted, "
           f"{COUNTS['refused']} refused")
     assert COUNTS["refused"] > 50 and COUNTS["accepted"] > 5
+
+
+# ---- shared bases (#14) --------------------------------------------------------------------
+
+CONFIG_DIR = REPO_ROOT / "training/configs"
+SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
+# Each shipped config's resolved values as they were when every file still spelled out all of
+# them: moving values into shared bases must not change a single one.
+RESOLVED = json.loads((REPO_ROOT / "test/data/training_configs_resolved.json").read_text())
+
+
+def test_snapshot_covers_every_shipped_config():
+    assert sorted(RESOLVED) == [p.name for p in SHIPPED] and len(SHIPPED) == 12
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_config_resolves_to_its_snapshot(path):
+    assert load_config(path).to_dict() == RESOLVED[path.name]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_config_holds_only_what_differs(path):
+    """A variant names its base and writes a few values; the recipe lives in the bases."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text())
+    values = sum(len(v or {}) for k, v in raw.items() if k != "base")
+    limit = 20 if path.name == "bisestdc_synthetic.yaml" else 12
+    assert values <= limit, f"{path.name} repeats {values} values"
+
+
+def test_base_chain_merges_sections_key_by_key(tmp_path):
+    (tmp_path / "bases").mkdir()
+    (tmp_path / "bases/root.yaml").write_text(
+        "data: {crop_size: [64, 128], batch_size: 4}\noptim: {lr: 0.05}\n")
+    (tmp_path / "mid.yaml").write_text("base: bases/root.yaml\ndata: {batch_size: 2}\n")
+    (tmp_path / "leaf.yaml").write_text("base: mid.yaml\ndata: {scales: [1.0]}\n")
+    cfg = load_config(tmp_path / "leaf.yaml", ["optim.momentum=0.5"])
+    assert cfg.data.crop_size == [64, 128] and cfg.data.batch_size == 2
+    assert cfg.data.scales == [1.0] and cfg.optim.lr == 0.05 and cfg.optim.momentum == 0.5
+    assert cfg.data.workers == Config().data.workers  # not in any file: the default
+
+
+def test_base_cycle_is_one_line_naming_the_files(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "a.yaml")
+    message = str(info.value)
+    assert "\n" not in message and "cycle" in message
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    assert message == f"{b}: 'base' makes a cycle: {a} -> {b} -> {a}"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("base: missing.yaml\n", "missing.yaml: config file not found"),
+    ("base: [a.yaml]\n", "'base' must name a config file"),
+    ("base: self.yaml\n", "'base' makes a cycle"),
+])
+def test_bad_base_is_named(tmp_path, text, message):
+    (tmp_path / "self.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "self.yaml")
+
+
+def test_model_names_come_from_the_registry():
+    from bisestdc_core.models import MODEL_REGISTRY
+
+    assert CHOICES[("model", "name")] == tuple(MODEL_REGISTRY)
+    with pytest.raises(ConfigError, match="'model.name' must be one of"):
+        load_config(CONFIG, ["model.name=stdc9"])

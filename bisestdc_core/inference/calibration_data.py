@@ -1,5 +1,5 @@
-"""Frames for INT8 calibration: a folder of images, an image topic in a rosbag, or generated
-street scenes.
+"""Frames for INT8 calibration: a folder of images, an image topic in a rosbag (read by the
+registered :class:`BagFrameReader`), or generated street scenes.
 
 Every source yields H x W x 3 uint8 frames in RGB order; the calibrator converts them to the
 engine's channel order and input size. :meth:`CalibrationSource.validate` checks a source
@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -51,49 +52,45 @@ def frames_from_folder(folder: str | os.PathLike, limit: int) -> Iterator[np.nda
         yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def check_bag_topic(bag: str | os.PathLike, topic: str) -> int:
-    """The number of messages of image ``topic`` in ``bag``.
+class BagFrameReader(Protocol):
+    """Reads image frames from a topic of a recorded bag.
+
+    Bags are ROS data: the reader comes from the ROS side (``bisestdc_ros.bag_calibration``
+    registers one for the tools it installs), so this package imports nothing of ROS.
+    """
+
+    def count(self, bag: str | os.PathLike, topic: str) -> int:
+        """Messages of image ``topic`` in ``bag``.
+
+        Raises:
+            ValueError: the bag is missing or unreadable, or the topic is missing or not an
+                image topic (the message names the bag, the topic and the bag's topics).
+        """
+
+    def frames(self, bag: str | os.PathLike, topic: str, limit: int) -> Iterator[np.ndarray]:
+        """Up to ``limit`` RGB frames (H x W x 3 uint8) of ``topic``."""
+
+
+# The one registered reader (a list so that registering needs no global statement).
+_bag_readers: list[BagFrameReader] = []
+
+
+def register_bag_reader(reader: BagFrameReader) -> None:
+    """Make ``reader`` the one calibration sources read bags with (replacing any other)."""
+    _bag_readers[:] = [reader]
+
+
+def bag_reader() -> BagFrameReader:
+    """The registered bag reader.
 
     Raises:
-        ValueError: the bag is missing or unreadable, or the topic is missing, not an image
-            topic, or empty (the message names the bag, the topic and the bag's topics).
+        ValueError: none is registered (this package alone cannot read bags).
     """
-    from bisestdc_ros.bag_io import IMAGE_TYPES, BagError, BagReader  # noqa: PLC0415
-
-    try:
-        with BagReader(bag) as reader:
-            reader.require_topic(topic, IMAGE_TYPES)
-            count = reader.counts.get(topic, 0)
-    except BagError as error:
-        raise ValueError(str(error)) from error
-    if count == 0:
-        raise ValueError(f"topic {topic} in bag {bag} has no messages")
-    return count
-
-
-def frames_from_bag(bag: str | os.PathLike, topic: str, limit: int) -> Iterator[np.ndarray]:
-    """Up to ``limit`` RGB frames from an Image or CompressedImage ``topic``.
-
-    Read with the bag tools' reader and decoded by the node's own decoder, so every encoding
-    the node accepts calibrates too.
-    """
-    # Only bag calibration needs rosbags: imported here, not with the engines.
-    from bisestdc_ros.bag_io import IMAGE_TYPES, BagReader, frame_from_msg  # noqa: PLC0415
-    from bisestdc_ros.image_codec import ImageDecodeError  # noqa: PLC0415
-
-    count = 0
-    with BagReader(bag) as reader:
-        msgtype = reader.require_topic(topic, IMAGE_TYPES)
-        for _topic, _stamp, msg in reader.messages([topic]):
-            try:
-                frame, order = frame_from_msg(msg, msgtype)
-            except ImageDecodeError as error:
-                log.warning("skipping an undecodable calibration frame: %s", error)
-                continue
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if order == "bgr" else frame
-            count += 1
-            if count >= limit:
-                return
+    if not _bag_readers:
+        raise ValueError("calibration frames from a bag need the ROS tools' bag reader: run "
+                         "bisestdc-quantize or bisestdc-export (bisestdc_ros), or give "
+                         "an image folder")
+    return _bag_readers[-1]
 
 
 @dataclass(frozen=True)
@@ -138,7 +135,8 @@ class CalibrationSource:
         elif self.bag:
             if not self.topic:
                 raise ValueError(f"calibration bag {self.bag} needs an image topic")
-            check_bag_topic(self.bag, self.topic)
+            if bag_reader().count(self.bag, self.topic) == 0:
+                raise ValueError(f"topic {self.topic} in bag {self.bag} has no messages")
         else:
             raise ValueError("int8 calibration needs an image folder or a bag and topic")
 
@@ -146,7 +144,7 @@ class CalibrationSource:
         """RGB frames (H x W x 3 uint8), at most ``count``."""
         if self.images:
             return frames_from_folder(self.images, int(self.count))
-        return frames_from_bag(self.bag, str(self.topic), int(self.count))
+        return bag_reader().frames(self.bag, str(self.topic), int(self.count))
 
 
 def frames_from_synthetic(count: int, height: int, width: int, seed: int = 0

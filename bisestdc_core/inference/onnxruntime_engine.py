@@ -50,6 +50,11 @@ def make_session(onnx_path: str | os.PathLike, device: str = "cpu",
     options.intra_op_num_threads = threads or usable_cores()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Idle pool threads sleep instead of spinning: in the node they share the cores with
+    # decoding, rendering and publishing (and other nodes), and a spinning pool takes those
+    # cores away. Measured on 2 cores with other work running: BiSeSTDC-Seg 256x512 fp32
+    # 166 -> 64 ms, int8 68 -> 25 ms (benchmarks/cpu_precision.md has the idle figures).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers: list = ["CPUExecutionProvider"]
     if device.startswith("cuda"):
         if not cuda_provider_available():

@@ -57,6 +57,7 @@ from ..export import read_sidecar, sidecar_path
 from .base import prepare_frame
 from .calibration_data import calibration_source
 from .loading import file_sha256
+from .qdq_rewrites import average_pools_as_depthwise_convs, shapes_from_quantized_tensors
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,13 @@ class QuantTarget:
     # dequantization just to read a shape), but also merges the export's two label casts
     # (int64 -> float -> uint8) into one int64 -> uint8 cast that TensorRT's parser refuses.
     optimize_first: bool = True
+    # Rewrites for ONNX Runtime's CPU kernels (see .qdq_rewrites); TensorRT fuses on its own.
+    onnxruntime_rewrites: bool = False
 
 
 TARGETS = {
-    "onnxruntime": QuantTarget(QuantType.QUInt8, symmetric_activations=False),
+    "onnxruntime": QuantTarget(QuantType.QUInt8, symmetric_activations=False,
+                               onnxruntime_rewrites=True),
     "tensorrt": QuantTarget(QuantType.QInt8, symmetric_activations=True,
                             weights_as_qdq_pairs=True, quantize_bias=False,
                             optimize_first=False),
@@ -89,6 +93,8 @@ FLOAT_CANDIDATES = ("stem", "head", "logits_resize")
 # graph is quantized on the fly (Segmenter), where there are no held-out frames to measure on.
 DEFAULT_FLOAT_LAYERS = ("head", "logits_resize")
 DEFAULT_CALIB_COUNT = 32
+# Part of cached int8 file names: raise it when the recipe changes so stale copies are not reused.
+RECIPE_VERSION = 2
 DEFAULT_SELECT_COUNT = 8
 # 0.05 percentage points of label agreement: below that a float layer only costs time.
 DEFAULT_MIN_GAIN = 5e-4
@@ -263,6 +269,11 @@ def quantize_onnx(
         quant_pre_process(str(fp32_path), str(prepared),
                           skip_optimization=not spec.optimize_first)
         model = onnx.load(str(prepared))
+        rewrites: dict[str, int] = {}
+        if spec.onnxruntime_rewrites:
+            model, rewrites["average_pools_as_depthwise_convs"] = \
+                average_pools_as_depthwise_convs(model)
+            onnx.save(model, str(prepared))
         roles, fixed_float = network_nodes(model)
         input_name, input_hw = graph_input(model)
         cache = tmp_dir / "ranges.json"
@@ -275,6 +286,10 @@ def quantize_onnx(
             reader = None  # ranges are cached now
         kept = [roles[r] for r in float_layers if r in roles]
         _quantize(prepared, out, reader, spec, fixed_float + kept, cache)
+        if spec.onnxruntime_rewrites:
+            model, rewrites["shapes_from_quantized_tensors"] = \
+                shapes_from_quantized_tensors(onnx.load(str(out)))
+            onnx.save(model, str(out))
 
     onnx.checker.check_model(str(out))
     if target == "tensorrt":
@@ -295,6 +310,7 @@ def quantize_onnx(
             "calibration": {**(calibration or {}), "frames": len(calib_frames)},
             "float_layers": {role: roles[role] for role in float_layers if role in roles},
             "float_layer_selection": measured or "given",
+            "graph_rewrites": rewrites,
             "fp32_source": {"file": fp32_path.name, "sha256": file_sha256(fp32_path)},
         },
     })
@@ -374,7 +390,8 @@ def quantize_cached(fp32_path: str | os.PathLike, *, target: str = "onnxruntime"
     layers are ``DEFAULT_FLOAT_LAYERS``. A copy whose sidecar hash still matches is reused.
     """
     fp32_path = Path(fp32_path)
-    out = fp32_path.with_name(f"{fp32_path.stem}.int8-{target}-n{calib_count}-s{seed}.onnx")
+    out = fp32_path.with_name(
+        f"{fp32_path.stem}.int8-{target}-n{calib_count}-s{seed}-r{RECIPE_VERSION}.onnx")
     sidecar = read_sidecar(out) if out.is_file() else None
     if sidecar is not None and sidecar.get("sha256") == file_sha256(out) and \
             sidecar["quantization"]["fp32_source"]["sha256"] == file_sha256(fp32_path):

@@ -1,12 +1,12 @@
 """Networks: ``build_model(name, num_classes, weights=None, backbone_weights=None)``.
 
-Names: ``bisestdc`` (BiSeSTDC-Seg), ``stdc1`` (STDC1-Seg), ``stdc2`` (STDC2-Seg).
+Names (the keys of ``MODEL_REGISTRY``, see ``registry.py``): ``bisestdc`` (BiSeSTDC-Seg),
+``stdc1`` (STDC1-Seg), ``stdc2`` (STDC2-Seg).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -23,16 +23,11 @@ from .checkpoint import (
     save_checkpoint,
     validate_card,
 )
-from .segmentation import BiSeSTDCSeg, SegOutputs, STDCSeg, bisestdc_seg, stdc1_seg, stdc2_seg
-
-MODEL_REGISTRY: dict[str, Callable[[int], nn.Module]] = {
-    "bisestdc": bisestdc_seg,
-    "stdc1": stdc1_seg,
-    "stdc2": stdc2_seg,
-}
+from .registry import MODEL_REGISTRY
+from .segmentation import SegmentationNetwork, SegOutputs
 
 __all__ = [
-    "MODEL_REGISTRY", "BiSeSTDCSeg", "STDCSeg", "SegOutputs", "CheckpointError", "build_model",
+    "MODEL_REGISTRY", "SegmentationNetwork", "SegOutputs", "CheckpointError", "build_model",
     "load_checkpoint_model", "save_checkpoint", "make_checkpoint",
 ]
 
@@ -44,16 +39,16 @@ def build_model(
     """Build a network by name, optionally loading full or ImageNet-backbone weights.
 
     Args:
-        name: ``bisestdc``, ``stdc1`` or ``stdc2``.
+        name: a key of ``MODEL_REGISTRY``.
         num_classes: classes of the main and auxiliary heads.
         weights: a project or seed checkpoint for the whole network.
         backbone_weights: an ImageNet STDC backbone file (ignored when ``weights`` is given).
     """
     try:
-        factory = MODEL_REGISTRY[name]
+        network = MODEL_REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose from {sorted(MODEL_REGISTRY)}") from None
-    model = factory(num_classes)
+    model = network.build(num_classes)
     if weights is not None:
         load_weights(model, weights, name)
     elif backbone_weights is not None:

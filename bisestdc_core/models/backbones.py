@@ -13,6 +13,7 @@ from .layers import CatBottleneck, ConvX, FeatureFusionModule
 
 STDC1_LAYERS = (2, 2, 2)
 STDC2_LAYERS = (4, 5, 3)
+TAP_STRIDES = (2, 4, 8, 16, 32)  # of the five taps every backbone returns, in order
 
 
 def _make_stdc_features(base: int, layers: tuple[int, ...]) -> nn.Sequential:
@@ -37,6 +38,9 @@ class STDCNet(nn.Module):
     def __init__(self, layers: tuple[int, ...] = STDC1_LAYERS, base: int = 64):
         super().__init__()
         self.layers = tuple(layers)
+        # Channels of each tap by stride: the segmentation network sizes its heads from them.
+        self.tap_channels = dict(zip(TAP_STRIDES, (base // 2, base, base * 4, base * 8,
+                                                   base * 16)))
         self.features = _make_stdc_features(base, self.layers)
         # Index ranges of each stride in `features`: stem convs, then one range per stage.
         b8 = 2 + self.layers[0]
@@ -57,6 +61,9 @@ class STDCNet(nn.Module):
         return tuple(feats)
 
 
+DETAIL_CHANNELS = 256  # the detail branch's output, and BiSeSTDC's fused 1/4 tap
+
+
 class DetailBranch(nn.Sequential):
     """BiSeSTDC's detail branch: ConvX(3,32,s2), ConvX(32,64,s1), CatBottleneck(64->256, s2).
 
@@ -64,7 +71,8 @@ class DetailBranch(nn.Sequential):
     """
 
     def __init__(self):
-        super().__init__(ConvX(3, 32, 3, 2), ConvX(32, 64, 3, 1), CatBottleneck(64, 256, 4, 2))
+        super().__init__(ConvX(3, 32, 3, 2), ConvX(32, 64, 3, 1),
+                         CatBottleneck(64, DETAIL_CHANNELS, 4, 2))
 
 
 class BiSeSTDCBackbone(STDCNet):
@@ -77,7 +85,9 @@ class BiSeSTDCBackbone(STDCNet):
     def __init__(self, base: int = 64):
         super().__init__(STDC1_LAYERS, base)
         self.detail_branch = DetailBranch()
-        self.detail_fusion = FeatureFusionModule(256 + 64, 256)
+        self.detail_fusion = FeatureFusionModule(DETAIL_CHANNELS + self.tap_channels[4],
+                                                 DETAIL_CHANNELS)
+        self.tap_channels[4] = DETAIL_CHANNELS
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feat2, feat4, feat8, feat16, feat32 = super().forward(x)

@@ -34,6 +34,8 @@ from torch import nn
 
 from ..classes import MAX_CLASSES
 from ..normalization import IMAGENET_MEAN, IMAGENET_STD
+from .registry import MODEL_REGISTRY
+from .seed_keys import is_seed_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -126,48 +128,9 @@ def unwrap_state_dict(obj: Any, path: str | os.PathLike = "<memory>") -> dict[st
 
 # ---- the seed's names -> ours ---------------------------------------------------------------
 
-# Tensors the seed's files carry that no project network uses: the aliased stage views
-# (x2..x32, SPx2..SPx8 share storage with features / featuresSP), the ImageNet classifier,
-# and the detail heads at strides 2, 4 and 16 that the seed built but never trained.
-_SEED_UNUSED = re.compile(
-    r"^cp\.backbone\.(x\d+|SPx\d+|conv_last|fc|bn|linear)\."
-    r"|^conv_out_sp(2|4|16)\."
-)
-_SEED_COMMON = [
-    (r"^cp\.backbone\.featuresSP\.", "backbone.detail_branch."),
-    (r"^cp\.backbone\.ffm\.", "backbone.detail_fusion."),
-    (r"^cp\.backbone\.features\.", "backbone.features."),
-    (r"^cp\.(arm\d+|conv_head\d+|conv_avg)\.", r"context.\1."),
-    (r"^conv_out\.", "head."),
-    (r"^conv_out_sp8\.", "detail_head."),
-    (r"^ffm\.", "ffm."),
-]
-# The seed numbers its aux heads one level coarser than where they sit in STDC-Seg.
-_SEED_AUX = {
-    "bisestdc": [(r"^conv_out8\.", "aux_head4."), (r"^conv_out16\.", "aux_head8."),
-                 (r"^conv_out32\.", "aux_head16.")],
-    "stdc": [(r"^conv_out16\.", "aux_head8."), (r"^conv_out32\.", "aux_head16.")],
-}
-
-
-def is_seed_state_dict(state: Mapping[str, Any]) -> bool:
-    return any(k.startswith("cp.backbone.") for k in state)
-
-
 def convert_seed_state_dict(state: Mapping[str, torch.Tensor], model_name: str) -> dict:
-    """Rename a seed segmentation state dict to this project's module names."""
-    rules = _SEED_COMMON + _SEED_AUX["bisestdc" if model_name == "bisestdc" else "stdc"]
-    out = {}
-    for key, value in state.items():
-        if _SEED_UNUSED.search(key):
-            continue
-        new_key = key
-        for pattern, repl in rules:
-            new_key, n = re.subn(pattern, repl, key)
-            if n:
-                break
-        out[new_key] = value
-    return out
+    """Rename a seed segmentation state dict to the module names of network ``model_name``."""
+    return MODEL_REGISTRY[model_name].seed_keys.convert(state)
 
 
 _IMAGENET_UNUSED = re.compile(r"^(x\d+|conv_last|fc|bn|linear)\.")

@@ -1,4 +1,8 @@
-"""Segmentation networks: STDC-Seg (STDC1-Seg, STDC2-Seg) and BiSeSTDC-Seg.
+"""Segmentation networks: one class, three specs (STDC1-Seg, STDC2-Seg, BiSeSTDC-Seg).
+
+The networks differ only in their backbone, the stride at which the context path meets the
+backbone (the fusion stride: 1/8 for STDC-Seg, 1/4 for BiSeSTDC-Seg) and their auxiliary
+heads; :class:`NetworkSpec` says which, :class:`SegmentationNetwork` builds any of them.
 
 In ``eval()`` mode ``forward`` returns only the main logits (N x C x H x W at input size) and
 computes no auxiliary or detail head. In ``train()`` mode it returns :class:`SegOutputs`.
@@ -6,13 +10,16 @@ computes no auxiliary or detail head. In ``train()`` mode it returns :class:`Seg
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import STDC1_LAYERS, STDC2_LAYERS, BiSeSTDCBackbone, STDCNet
+from .backbones import STDC1_LAYERS, STDC2_LAYERS, TAP_STRIDES, BiSeSTDCBackbone, STDCNet
 from .layers import (
     AttentionRefinementModule,
     ConvBNReLU,
@@ -25,6 +32,8 @@ from .layers import (
 
 CONTEXT_CHANNELS = 128
 FUSION_CHANNELS = 256
+MAIN_HEAD_CHANNELS = 256  # Head(256, 256, n)
+DETAIL_HEAD_CHANNELS = 64  # Head(256, 64, 1)
 
 
 class SegOutputs(NamedTuple):
@@ -34,8 +43,8 @@ class SegOutputs(NamedTuple):
         main: N x C x H x W logits of the main head, at input size.
         aux: auxiliary logits, finest stride first (BiSeSTDC: 1/4, 1/8, 1/16; STDC-Seg: 1/8,
             1/16), each N x C x H x W at input size.
-        detail: N x 1 x h x w detail logits at the detail head's own stride (1/4 for
-            BiSeSTDC, 1/8 for STDC-Seg); the detail loss upsamples them.
+        detail: N x 1 x h x w detail logits at the fusion stride (1/4 for BiSeSTDC, 1/8 for
+            STDC-Seg); the detail loss upsamples them.
     """
 
     main: torch.Tensor
@@ -44,124 +53,103 @@ class SegOutputs(NamedTuple):
 
 
 class ContextPath(nn.Module):
-    """Global context refined top-down with ARMs, nearest upsampling and 3x3 ConvBNReLUs.
+    """Global context refined top-down, one level per ARM, down to ``finest_stride``.
 
-    ``levels`` is how far down it goes: 2 -> outputs at 1/8 (STDC-Seg), 3 -> 1/4 (BiSeSTDC).
-    Shapes: taps (feat8: 256, feat16: 512, feat32: 1024 ch) -> list of 128-ch maps, the
-    finest first: [1/4 (levels=3),] 1/8, 1/16.
+    avg = ConvBNReLU 1x1 of the pooled 1/32 tap; then for s = 32, 16[, 8]: ARM_s(tap s) plus
+    the coarser context, nearest-upsampled to 1/(s/2) and ConvBNReLU 3x3 (``conv_head{s}``).
+    STDC-Seg stops at 1/8 (ARM32, ARM16); BiSeSTDC-Seg goes on to 1/4 (ARM8).
+
+    Shapes: taps {s: N x C_s x H/s x W/s} -> {s: N x 128 x H/s x W/s} for s = finest_stride
+    up to 16.
     """
 
-    def __init__(self, levels: int = 2, channels: int = CONTEXT_CHANNELS):
+    def __init__(self, tap_channels: Mapping[int, int], finest_stride: int,
+                 channels: int = CONTEXT_CHANNELS):
         super().__init__()
-        self.levels = levels
-        self.conv_avg = ConvBNReLU(1024, channels, 1, padding=0)
-        self.arm32 = AttentionRefinementModule(1024, channels)
-        self.conv_head32 = ConvBNReLU(channels, channels, 3)
-        self.arm16 = AttentionRefinementModule(512, channels)
-        self.conv_head16 = ConvBNReLU(channels, channels, 3)
-        if levels == 3:
-            self.arm8 = AttentionRefinementModule(256, channels)
-            self.conv_head8 = ConvBNReLU(channels, channels, 3)
+        # The ARM at stride s yields the context map at s / 2.
+        self.arm_strides = tuple(s for s in (32, 16, 8) if s > finest_stride)
+        self.conv_avg = ConvBNReLU(tap_channels[32], channels, 1, padding=0)
+        for stride in self.arm_strides:
+            self.add_module(f"arm{stride}",
+                            AttentionRefinementModule(tap_channels[stride], channels))
+            self.add_module(f"conv_head{stride}", ConvBNReLU(channels, channels, 3))
 
-    def forward(
-        self, feat4: torch.Tensor, feat8: torch.Tensor, feat16: torch.Tensor,
-        feat32: torch.Tensor,
-    ) -> list[torch.Tensor]:
-        avg = self.conv_avg(F.adaptive_avg_pool2d(feat32, 1))
-        feat32_sum = self.arm32(feat32) + avg  # 1x1 global context broadcast over 1/32
-        cp16 = self.conv_head32(upsample_nearest_to(feat32_sum, feat16))
-        feat16_sum = self.arm16(feat16) + cp16
-        cp8 = self.conv_head16(upsample_nearest_to(feat16_sum, feat8))
-        if self.levels == 2:
-            return [cp8, cp16]
-        feat8_sum = self.arm8(feat8) + cp8
-        cp4 = self.conv_head8(upsample_nearest_to(feat8_sum, feat4))
-        return [cp4, cp8, cp16]
+    def forward(self, taps: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        context = self.conv_avg(F.adaptive_avg_pool2d(taps[32], 1))  # broadcast over 1/32
+        maps = {}
+        for stride in self.arm_strides:
+            refined = getattr(self, f"arm{stride}")(taps[stride]) + context
+            finer = stride // 2
+            context = getattr(self, f"conv_head{stride}")(
+                upsample_nearest_to(refined, taps[finer]))
+            maps[finer] = context
+        return maps
 
 
-class STDCSeg(nn.Module):
-    """STDC-Seg: FFM(backbone 1/8 tap, context 1/8) -> main head at 1/8.
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What distinguishes one segmentation network from another.
 
-    Aux heads Head(128, 64, n) at 1/8 and 1/16; detail head Head(256, 64, 1) on the 1/8 tap.
+    Attributes:
+        title: the network's published name, e.g. ``BiSeSTDC-Seg``.
+        backbone: builds the backbone; it returns taps at TAP_STRIDES and has their channels
+            in ``tap_channels``.
+        fusion_stride: where the FFM fuses the backbone tap with the context path; the main
+            and detail heads run there.
+        aux_heads: ``(stride, mid channels)`` of each auxiliary Head(128, mid, n) on the
+            context path, finest first.
     """
 
-    fusion_stride = 8
+    title: str
+    backbone: Callable[[], nn.Module]
+    fusion_stride: int
+    aux_heads: tuple[tuple[int, int], ...]
 
-    def __init__(self, num_classes: int, layers: tuple[int, ...] = STDC1_LAYERS):
+
+class SegmentationNetwork(nn.Module):
+    """Backbone -> context path -> FFM(backbone tap, context) at the fusion stride -> main head.
+
+    Training adds the auxiliary heads (on the context maps) and the detail head Head(256,
+    64, 1) on the backbone's tap at the fusion stride. Module names are the published
+    STDC-Seg ones (``aux_head{stride}`` for the auxiliary heads), so checkpoints map onto them.
+    """
+
+    def __init__(self, spec: NetworkSpec, num_classes: int):
         super().__init__()
+        self.title = spec.title
         self.num_classes = num_classes
-        self.backbone = STDCNet(layers)
-        self.context = ContextPath(levels=2)
-        self.ffm = FeatureFusionModule(256 + CONTEXT_CHANNELS, FUSION_CHANNELS)
-        self.head = SegHead(FUSION_CHANNELS, 256, num_classes)
-        self.aux_head8 = SegHead(CONTEXT_CHANNELS, 64, num_classes)
-        self.aux_head16 = SegHead(CONTEXT_CHANNELS, 64, num_classes)
-        self.detail_head = SegHead(256, 64, 1)
+        self.fusion_stride = spec.fusion_stride
+        self.aux_strides = tuple(stride for stride, _ in spec.aux_heads)
+        self.backbone = spec.backbone()
+        taps = self.backbone.tap_channels
+        fused = taps[self.fusion_stride]
+        self.context = ContextPath(taps, self.fusion_stride)
+        self.ffm = FeatureFusionModule(fused + CONTEXT_CHANNELS, FUSION_CHANNELS)
+        self.head = SegHead(FUSION_CHANNELS, MAIN_HEAD_CHANNELS, num_classes)
+        for stride, mid in spec.aux_heads:
+            self.add_module(f"aux_head{stride}", SegHead(CONTEXT_CHANNELS, mid, num_classes))
+        self.detail_head = SegHead(fused, DETAIL_HEAD_CHANNELS, 1)
         init_weights(self)
+
+    def extra_repr(self) -> str:
+        return f"{self.title}, {self.num_classes} classes, fusion at 1/{self.fusion_stride}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | SegOutputs:
         """x: N x 3 x H x W (normalised RGB) -> logits N x C x H x W, or SegOutputs."""
         size = x.shape[-2:]
-        _, feat4, feat8, feat16, feat32 = self.backbone(x)
-        cp8, cp16 = self.context(feat4, feat8, feat16, feat32)
-        fused8 = self.ffm(feat8, cp8)
-        main = upsample_logits(self.head(fused8), size)
+        taps = dict(zip(TAP_STRIDES, self.backbone(x)))
+        context = self.context(taps)
+        feat = taps[self.fusion_stride]
+        main = upsample_logits(self.head(self.ffm(feat, context[self.fusion_stride])), size)
         if not self.training:
             return main
-        aux = (
-            upsample_logits(self.aux_head8(cp8), size),
-            upsample_logits(self.aux_head16(cp16), size),
-        )
-        return SegOutputs(main, aux, self.detail_head(feat8))
+        aux = tuple(upsample_logits(getattr(self, f"aux_head{stride}")(context[stride]), size)
+                    for stride in self.aux_strides)
+        return SegOutputs(main, aux, self.detail_head(feat))
 
 
-class BiSeSTDCSeg(nn.Module):
-    """BiSeSTDC-Seg: the context path continues to 1/4 and fuses with the detail branch there.
-
-    FFM(detail-fused 1/4 tap: 256, context 1/4: 128) -> main head Head(256, 256, n) at 1/4.
-    Aux heads: Head(128, 128, n) at 1/4, Head(128, 64, n) at 1/8 and 1/16.
-    Detail head Head(256, 64, 1) on the detail branch output (1/4).
-    """
-
-    fusion_stride = 4
-
-    def __init__(self, num_classes: int):
-        super().__init__()
-        self.num_classes = num_classes
-        self.backbone = BiSeSTDCBackbone()
-        self.context = ContextPath(levels=3)
-        self.ffm = FeatureFusionModule(256 + CONTEXT_CHANNELS, FUSION_CHANNELS)
-        self.head = SegHead(FUSION_CHANNELS, 256, num_classes)
-        self.aux_head4 = SegHead(CONTEXT_CHANNELS, 128, num_classes)
-        self.aux_head8 = SegHead(CONTEXT_CHANNELS, 64, num_classes)
-        self.aux_head16 = SegHead(CONTEXT_CHANNELS, 64, num_classes)
-        self.detail_head = SegHead(256, 64, 1)
-        init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | SegOutputs:
-        """x: N x 3 x H x W (normalised RGB) -> logits N x C x H x W, or SegOutputs."""
-        size = x.shape[-2:]
-        _, detail4, feat8, feat16, feat32 = self.backbone(x)
-        cp4, cp8, cp16 = self.context(detail4, feat8, feat16, feat32)
-        fused4 = self.ffm(detail4, cp4)
-        main = upsample_logits(self.head(fused4), size)
-        if not self.training:
-            return main
-        aux = (
-            upsample_logits(self.aux_head4(cp4), size),
-            upsample_logits(self.aux_head8(cp8), size),
-            upsample_logits(self.aux_head16(cp16), size),
-        )
-        return SegOutputs(main, aux, self.detail_head(detail4))
-
-
-def stdc1_seg(num_classes: int) -> STDCSeg:
-    return STDCSeg(num_classes, STDC1_LAYERS)
-
-
-def stdc2_seg(num_classes: int) -> STDCSeg:
-    return STDCSeg(num_classes, STDC2_LAYERS)
-
-
-def bisestdc_seg(num_classes: int) -> BiSeSTDCSeg:
-    return BiSeSTDCSeg(num_classes)
+STDC_SEG_AUX_HEADS = ((8, 64), (16, 64))
+STDC1_SEG = NetworkSpec("STDC1-Seg", partial(STDCNet, STDC1_LAYERS), 8, STDC_SEG_AUX_HEADS)
+STDC2_SEG = NetworkSpec("STDC2-Seg", partial(STDCNet, STDC2_LAYERS), 8, STDC_SEG_AUX_HEADS)
+# The small-object idea: the final fusion runs at 1/4 instead of 1/8, with one more aux head.
+BISESTDC_SEG = NetworkSpec("BiSeSTDC-Seg", BiSeSTDCBackbone, 4, ((4, 128), *STDC_SEG_AUX_HEADS))

@@ -1,58 +1,86 @@
-"""What the training and evaluation command lines share: user errors as one line, exit 2.
+"""The training command line: train BiSeSTDC-Seg, STDC1-Seg or STDC2-Seg.
 
-A user error (a bad config key or value, a missing or unreadable file the user named, a dataset
-with bad files, a checkpoint that does not fit) is the user's to fix, so it is printed as one line
-naming the key, file or value, and the command exits with status 2, as argparse does for a bad
-flag. ``--debug`` re-raises it with its traceback. Anything else is a bug and keeps its
-traceback.
+    python training/train.py --config training/configs/bisestdc_cityscapes_seg50.yaml
+    python training/train.py --config CONFIG train.max_iters=2000 data.batch_size=8
+    torchrun --nproc_per_node 2 training/train.py --config CONFIG      # DDP (nccl / gloo)
+
+(``python -m bisestdc_core.training.cli`` is the same command.)
+
+A run writes into ``train.out_dir``: config.yaml (the config it started with), train.log,
+losses.jsonl, evaluations.jsonl, TensorBoard logs (tb/), last.pt (resumable, atomic), best.pt
+and metrics.json (best val mIoU), and train_summary.json. Starting the same command again
+resumes from last.pt; a config that would change the run's trajectory is refused unless
+``--allow-config-change`` is given (the change is then recorded in config_changes.jsonl).
+User errors (bad config keys or values, missing files, bad dataset files) stop with a one-line
+message and exit status 2 before any work.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Callable
+from pathlib import Path
 
-from bisestdc_core.data.check import DatasetCheckError
-from bisestdc_core.models.checkpoint import CheckpointError
-
-from .config import ConfigError, one_line
-
-
-class UsageError(ValueError):
-    """A command-line value that cannot be used (named in the message)."""
-
-
-# Paths the user gives are checked and reported as one of these; an OSError from elsewhere
-# (a package file missing from the installation, say) is not the user's to fix and keeps its
-# traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError, UsageError, CheckpointError, DatasetCheckError)
-USAGE_EXIT = 2
+from bisestdc_core.command_line import (
+    HelpFormatter,
+    add_debug_flag,
+    require_cuda_message,
+    run_command,
+)
+from bisestdc_core.training.config import Config, ConfigError, load_config
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """ArgumentDefaultsHelpFormatter that leaves out empty defaults (None, False) and those the
-    help text already describes (it says "default")."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python training/train.py",
+        description="Train a segmentation network with the seed's recipe.",
+        epilog="Overrides: section.key=value, e.g. train.max_iters=1000 data.root=/data/cs",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, required=True, help="YAML config file")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="train without image/label pairs that cannot be read (listed in "
+                             "OUT_DIR/dataset_check_SPLIT.json) instead of refusing the dataset")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="resume even if the config changes the run's trajectory; the "
+                             "change is recorded in OUT_DIR/config_changes.jsonl")
+    add_debug_flag(parser)
+    parser.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    return parser.parse_args(argv)
 
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
-            return text
-        return super()._get_help_string(action)
+
+def check_environment(cfg: Config) -> None:
+    """Stop before any work when a folder, file or device the config names is not there."""
+    import torch
+
+    root = Path(cfg.data.root)
+    if not root.is_dir():
+        raise ConfigError(f"'data.root': dataset folder not found: {root}")
+    for key in ("weights", "backbone_weights"):
+        path = getattr(cfg.model, key)
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"'model.{key}': file not found: {path}")
+    if cfg.train.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(require_cuda_message("'train.device' is cuda"))
 
 
-def add_debug_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of an error instead of its one-line message")
+def train(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    check_environment(cfg)
+    from bisestdc_core.training.trainer import Trainer, format_summary
+
+    summary = Trainer(cfg, allow_config_change=args.allow_config_change,
+                      skip_bad=args.skip_bad).fit()
+    logging.info("done: %s", format_summary(summary))
+    return 0
 
 
-def run_command(body: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """``body(args)``; a user error prints ``error: <message>`` to stderr and returns 2."""
-    try:
-        return body(args)
-    except USER_ERRORS as exc:
-        if getattr(args, "debug", False):
-            raise
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return USAGE_EXIT
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return run_command(train, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

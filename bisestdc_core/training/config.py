@@ -4,6 +4,11 @@ A config file holds the sections below; any key can be overridden on the command
 ``section.key=value`` (the value is parsed as YAML). Every field has a type and, for numbers and
 lists, a range (``bounded``): unknown keys, wrong types and values out of range stop with a
 one-line :class:`ConfigError` naming the key, before any work starts.
+
+The dataclass defaults are the seed's Cityscapes recipe. A file may name another with
+``base: FILE`` (relative to itself): it holds then only what differs from that file, merged
+key by key into the base's sections (lists and values replace the base's), so a value shared by
+a family of configs is written once.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from typing import Any
 import yaml
 
 from bisestdc_core.classes import MAX_CLASSES
+from bisestdc_core.command_line import UsageError, one_line
+from bisestdc_core.models import MODEL_REGISTRY
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A config file or override that cannot be used."""
 
 
@@ -77,7 +84,7 @@ MAX_ITERS = 100_000_000
 
 @dataclass
 class ModelConfig:
-    name: str = "bisestdc"  # bisestdc | stdc1 | stdc2
+    name: str = "bisestdc"  # a name of bisestdc_core.models.MODEL_REGISTRY
     num_classes: int = bounded(19, ge=1, le=MAX_CLASSES)
     backbone_weights: str | None = text(None, "ImageNet STDC file")
     weights: str | None = text(None, "start from a full checkpoint (fine-tuning)")
@@ -150,7 +157,7 @@ class Config:
 SECTIONS = ("model", "data", "optim", "loss", "train")
 
 CHOICES = {
-    ("model", "name"): ("bisestdc", "stdc1", "stdc2"),
+    ("model", "name"): tuple(MODEL_REGISTRY),
     # No "folder": an image folder has no splits, so training and validation would coincide.
     ("data", "dataset"): ("cityscapes", "camvid", "synthetic"),
     ("train", "amp"): ("none", "bf16", "fp16"),
@@ -254,11 +261,6 @@ def _validate(cfg: Config, source: str) -> None:
                           f"must not exceed 'optim.lr' ({cfg.optim.lr:g})")
 
 
-def one_line(exc: BaseException) -> str:
-    """An error message on one line (PyYAML's span several, with a caret drawing)."""
-    return " ".join(str(exc).split())
-
-
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``section.key=value`` strings (values parsed as YAML) to a raw config dict."""
     for item in overrides:
@@ -279,23 +281,73 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+BASE_KEY = "base"
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    """One config file's own mapping (its ``base`` key included, not yet resolved)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({one_line(exc)})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return raw
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base``: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw sections of a config file with its ``base`` chain resolved.
+
+    Raises:
+        ConfigError: a file of the chain is missing, unreadable or not a mapping, a ``base``
+            is not a file name, or the chain comes back to a file already in it (the message
+            names the files of the cycle).
+    """
+    chain: list[Path] = []
+    layers: list[dict[str, Any]] = []
+    path = Path(path)
+    while True:
+        if path.resolve() in [p.resolve() for p in chain]:
+            cycle = " -> ".join(str(p) for p in [*chain, path])
+            raise ConfigError(f"{chain[-1]}: '{BASE_KEY}' makes a cycle: {cycle}")
+        chain.append(path)
+        raw = _read_mapping(path)
+        base = raw.pop(BASE_KEY, None)
+        layers.append(raw)
+        if base is None:
+            break
+        if not isinstance(base, str) or not base.strip():
+            raise ConfigError(f"{path}: '{BASE_KEY}' must name a config file, got {base!r}")
+        path = path.parent / base
+    resolved: dict[str, Any] = {}
+    for layer in reversed(layers):
+        resolved = merge(resolved, layer)
+    return resolved
+
+
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    """Read a YAML config (or the defaults when ``path`` is None), its ``base`` files first,
+    and apply overrides."""
     raw: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
         source = str(path)
-        try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read the config file ({exc})") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({one_line(exc)})") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-        raw.pop("_base_notes", None)
+        raw = read_config_file(path)
     raw = apply_overrides(raw, list(overrides))
     cfg = _build(Config, raw, source, "")
     _validate(cfg, source)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from bisestdc_core.command_line import require_cuda_message
+
 from .config import ConfigError
 
 
@@ -25,15 +27,6 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-def require_cuda_message(what: str) -> str:
-    """Why CUDA is unavailable, for a one-line refusal that starts with ``what``."""
-    if torch.version.cuda is None:
-        reason = f"this torch ({torch.__version__}) is a CPU-only build"
-    else:
-        reason = f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device"
-    return f"{what} but {reason}"
 
 
 def setup(device_pref: str = "auto") -> DistInfo:

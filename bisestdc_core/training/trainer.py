@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from bisestdc_core.data.check import check_split
 from bisestdc_core.data.datasets import build_dataset
-from bisestdc_core.losses import DetailAggregateLoss, OhemCELoss
+from bisestdc_core.losses import SegLoss
 from bisestdc_core.models import build_model, make_checkpoint
 from bisestdc_core.models.checkpoint import atomic_save, read_file
 
@@ -43,27 +43,6 @@ from .precision import autocast, autocast_dtype, precision_name
 from .resume import check_resume, check_training_checkpoint, cut_history, record_changes
 
 log = logging.getLogger(__name__)
-
-
-class SegLoss(nn.Module):
-    """OHEM on the main head + aux_weight x OHEM on each aux head + detail BCE + dice."""
-
-    def __init__(self, cfg: Config):
-        super().__init__()
-        lc = cfg.loss
-        self.ohem = OhemCELoss(lc.ohem_thresh, lc.ohem_min_kept_ratio)
-        self.detail = DetailAggregateLoss()
-        self.aux_weight = lc.aux_weight
-        self.detail_weight = lc.detail_weight
-
-    def forward(self, outputs, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        main = self.ohem(outputs.main, labels)
-        aux = sum(self.ohem(a, labels) for a in outputs.aux)
-        bce, dice = self.detail(outputs.detail, labels)
-        total = main + self.aux_weight * aux + self.detail_weight * (bce + dice)
-        parts = {"main": main.detach(), "aux": aux.detach(), "detail_bce": bce.detach(),
-                 "detail_dice": dice.detach()}
-        return total, parts
 
 
 def _check_trainable(dataset: Any, cfg: Config, split: str) -> None:
@@ -210,7 +189,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DistributedDataParallel(model, device_ids=ids)
         self.model = model
-        self.criterion = SegLoss(self.cfg).to(self.device)
+        self.criterion = SegLoss.from_config(self.cfg.loss).to(self.device)
 
     # ---- 4. optimiser and scaler ----------------------------------------------------------
     def _build_optimizer(self) -> None:

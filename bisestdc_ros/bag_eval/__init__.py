@@ -45,17 +45,7 @@ from bisestdc_ros.bag_eval.live import (
     warm_up,
 )
 from bisestdc_ros.bag_eval.model_card import ModelCard, check_bag_class_set, read_model_card
-from bisestdc_ros.bag_eval.node_process import (
-    FASTDDS_PROFILE_VARIABLES,
-    LARGE_FRAME_BYTES,
-    configure_large_frames,
-    fastdds_profile,
-    node_command,
-    replay_topic,
-    segment_node_command,
-    start_node,
-    stop_node,
-)
+from bisestdc_ros.bag_eval.node_args import configure_large_frames, node_command, replay_topic
 from bisestdc_ros.bag_eval.offline import build_segmenter, run_offline
 from bisestdc_ros.bag_eval.plan import DEFAULT_LABELS_TOPIC, BagPlan, inspect_bag
 from bisestdc_ros.bag_eval.render import FrameStats, render
@@ -71,13 +61,13 @@ from bisestdc_ros.bag_eval.scoring import (
 from bisestdc_ros.bag_io import format_stamp
 
 __all__ = [
-    "DEFAULT_LABELS_TOPIC", "FASTDDS_PROFILE_VARIABLES", "LARGE_FRAME_BYTES", "MODES",
+    "DEFAULT_LABELS_TOPIC", "MODES",
     "PERCENTILES", "REPLAY_MODES", "BagPlan", "EvalError", "FrameStats", "FrameTiming",
     "ModelCard", "PassResult", "ReplayRecorder", "RunResult", "StampMatcher", "build_parser",
     "build_report", "build_segmenter", "check_args", "check_bag_class_set",
-    "configure_large_frames", "evaluate", "fastdds_profile", "format_stamp", "inspect_bag",
+    "configure_large_frames", "evaluate", "format_stamp", "inspect_bag",
     "latency_summary", "main", "node_command", "read_model_card", "render", "replay",
     "replay_offsets", "replay_topic", "report_markdown", "run_live", "run_offline",
-    "segment_node_command", "sheet_stamps", "start_node", "stop_node", "to_ros_msg",
+    "sheet_stamps", "to_ros_msg",
     "wait_until", "warm_up", "write_report",
 ]

@@ -2,7 +2,7 @@
 
 The bag's images are published on real ROS 2 topics by :class:`ReplayRecorder`, which also
 records the node's labels, latency and ``/diagnostics`` outputs. :func:`run_live` starts the
-node (see :mod:`.node_process`), waits for it, sends a warm-up frame and replays the bag in one
+node (see :mod:`.node_args`), waits for it, sends a warm-up frame and replays the bag in one
 or two passes (``--replay``):
 
 - ``realtime``: each frame at its bag time (divided by ``--rate-factor``; gaps longer than
@@ -36,14 +36,7 @@ from tqdm import tqdm
 from bisestdc_core.stage_timings import StageTimings
 from bisestdc_ros.bag_eval.errors import EvalError
 from bisestdc_ros.bag_eval.model_card import ModelCard
-from bisestdc_ros.bag_eval.node_process import (
-    configure_large_frames,
-    node_command,
-    node_log_tail,
-    replay_topic,
-    start_node,
-    stop_node,
-)
+from bisestdc_ros.bag_eval.node_args import configure_large_frames, node_command, replay_topic
 from bisestdc_ros.bag_eval.plan import BagPlan
 from bisestdc_ros.bag_eval.scoring import FrameTiming, RunResult, StampMatcher
 from bisestdc_ros.bag_io import (
@@ -56,6 +49,7 @@ from bisestdc_ros.bag_io import (
     stamp_ns,
 )
 from bisestdc_ros.image_codec import ImageDecodeError, byte_array
+from bisestdc_ros.node_process import node_log_tail, start_node, stop_node
 
 log = logging.getLogger(__package__)  # one logger for the tool: "bisestdc_ros.bag_eval"
 

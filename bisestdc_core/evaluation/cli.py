@@ -1,0 +1,196 @@
+"""The evaluation command line: a segmentation network on a dataset with the seed's protocol.
+
+Examples (``python -m bisestdc_core.evaluation.cli`` is the same command)::
+
+    python training/evaluate.py --weights runs/bisestdc_cityscapes_seg50/best.pt \\
+        --dataset cityscapes --root data/cityscapes --split val --out eval/seg50
+    python training/evaluate.py --model bisestdc --num-classes 19 --weights seed.pth \\
+        --dataset cityscapes --root data/cityscapes --scales 0.5 0.75 1.0 --flip --out eval/ms
+
+Writes ``metrics.json``, ``confusion_matrix.png`` and ``per_class_iou.png`` to ``--out`` and,
+with ``--save-predictions``, one PNG per image (Cityscapes labelIds for Cityscapes-layout
+datasets, readable by cityscapesscripts' evaluatePixelLevelSemanticLabeling; train ids otherwise).
+Without ``--scale`` the scale is the checkpoint card's (``card_eval_scale``). User errors (a
+missing file, a checkpoint that does not fit, mismatched classes) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bisestdc_core.classes import get_class_set
+from bisestdc_core.command_line import (
+    HelpFormatter,
+    UsageError,
+    add_debug_flag,
+    require_cuda_message,
+    run_command,
+)
+from bisestdc_core.data.datasets import DATASET_KINDS, CityscapesDataset, build_dataset
+from bisestdc_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from bisestdc_core.evaluation.evaluator import card_eval_scale, evaluate
+from bisestdc_core.evaluation.plots import plot_confusion_matrix, plot_per_class_iou
+from bisestdc_core.models import MODEL_REGISTRY
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python training/evaluate.py",
+        description="Evaluate a segmentation network (mIoU, per-class and small-object IoU).",
+        formatter_class=HelpFormatter)
+    g = p.add_argument_group("model")
+    g.add_argument("--weights", type=Path,
+                   help="project checkpoint; with --model, any checkpoint build_model reads "
+                        "(seed files included)")
+    g.add_argument("--model", choices=tuple(MODEL_REGISTRY),
+                   help="network name, for weights that are not project checkpoints")
+    g.add_argument("--num-classes", type=int,
+                   help="classes of --model; default: the class set's")
+    g.add_argument("--class-set", choices=("cityscapes", "camvid"),
+                   help="class set of the model output; default: the checkpoint's, else the "
+                        "dataset's")
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", choices=DATASET_KINDS, default="cityscapes",
+                   help="dataset layout")
+    d.add_argument("--root", type=Path, required=True,
+                   help="dataset root (for 'folder': the image folder)")
+    d.add_argument("--split", default="val", help="split to evaluate")
+    d.add_argument("--label-dir", type=Path, help="'folder' only: train-id label PNGs")
+    d.add_argument("--limit", type=int, help="only the first N images")
+    e = p.add_argument_group("protocol")
+    e.add_argument("--scale", type=float,
+                   help="single-scale input resize factor (seed: 0.5 'Seg50', 0.75 'Seg75'); "
+                        "default: the checkpoint card's eval_scale (else its network_size over "
+                        "the image height, else 0.5)")
+    e.add_argument("--scales", type=float, nargs="+",
+                   help="multi-scale factors (overrides --scale; softmax averaged)")
+    e.add_argument("--flip", action="store_true", help="add horizontally flipped inputs")
+    e.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu, cuda or cuda:N")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, required=True, help="output folder")
+    o.add_argument("--save-predictions", action="store_true",
+                   help="write predictions to OUT/predictions/")
+    o.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    add_debug_flag(p)
+    return p
+
+
+def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The network and its metadata (class set name, mean, std) from the CLI arguments."""
+    from bisestdc_core.models import build_model, load_checkpoint_model
+
+    if args.model is None:
+        if args.weights is None:
+            raise UsageError("give --weights CKPT (project checkpoint) or --model NAME")
+        return load_checkpoint_model(args.weights)
+    class_set = get_class_set(args.class_set or _default_class_set(args.dataset))
+    num_classes = args.num_classes or class_set.num_classes
+    if args.weights is None:
+        logger.warning("--model without --weights: evaluating a randomly initialised network")
+    model = build_model(args.model, num_classes, weights=args.weights)
+    meta = {"model": args.model, "num_classes": num_classes, "class_set": class_set.name,
+            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    return model, meta
+
+
+def _default_class_set(dataset_kind: str) -> str:
+    return "camvid" if dataset_kind == "camvid" else "cityscapes"
+
+
+def write_outputs(result: dict[str, Any], out: Path, names: tuple[str, ...],
+                  small: tuple[str, ...]) -> None:
+    """metrics.json and the two plots."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    plot_confusion_matrix(result["confusion_matrix"], names, out / "confusion_matrix.png")
+    miou = result["miou"]
+    title = f"mIoU {100 * miou:.2f} %" if miou is not None else "mIoU n/a"
+    plot_per_class_iou([result["iou"][n] for n in names], names, out / "per_class_iou.png",
+                       small_objects=small, title=title)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse values that would evaluate something meaningless, before any work."""
+    for scale in [args.scale] if args.scales is None else args.scales:
+        if scale is not None and not 0.05 <= scale <= 8:
+            raise UsageError(f"--scale/--scales: {scale} is outside 0.05..8")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit: {args.limit} must be at least 1")
+    if args.weights is not None and not args.weights.is_file():
+        raise UsageError(f"--weights: no such file: {args.weights}")
+    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(require_cuda_message(f"--device is {args.device}"))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate as ``args`` say; returns what ``metrics.json`` holds."""
+    check_arguments(args)
+    model, meta = load_model(args)
+    class_set = get_class_set(args.class_set or meta.get("class_set")
+                              or _default_class_set(args.dataset))
+    try:
+        dataset = build_dataset(args.dataset, args.root, args.split, label_dir=args.label_dir,
+                                class_set=class_set)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--root: {exc}") from exc
+    if dataset.class_set.name != class_set.name:
+        raise UsageError(f"model predicts {class_set.name} classes but the dataset is labelled "
+                         f"with {dataset.class_set.name} classes")
+    scale = args.scale
+    if scale is None and args.scales is None:
+        first_height = dataset.load(0)["image"].shape[0] if len(dataset) else None
+        scale, source = card_eval_scale(meta, first_height)
+        logger.info("evaluation scale %g, from %s", scale, source)
+    pred_dir = args.out / "predictions" if args.save_predictions else None
+    result = evaluate(
+        model, dataset, scale=scale, flip=args.flip, scales=args.scales,
+        device=args.device, num_classes=int(meta.get("num_classes", class_set.num_classes)),
+        class_set=class_set, mean=meta.get("mean", IMAGENET_MEAN),
+        std=meta.get("std", IMAGENET_STD), prediction_dir=pred_dir,
+        save_label_ids=isinstance(dataset, CityscapesDataset), limit=args.limit,
+        progress=not args.no_progress,
+    )
+    result.update(model=meta.get("model"), weights=str(args.weights) if args.weights else None,
+                  checkpoint=str(args.weights) if args.weights else None,
+                  iteration=meta.get("iteration"), dataset=args.dataset, root=str(args.root),
+                  split=args.split)
+    write_outputs(result, args.out, class_set.names, class_set.small_objects)
+    _print_summary(result, class_set.names)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    def body(parsed: argparse.Namespace) -> int:
+        run(parsed)
+        return 0
+
+    return run_command(body, args)
+
+
+def _print_summary(result: dict[str, Any], names: tuple[str, ...]) -> None:
+    def pct(v: float | None) -> str:
+        return "  n/a" if v is None else f"{100 * v:5.1f}"
+
+    print(f"images: {result['num_images']}  protocol: scales {result['protocol']['scales']}"
+          f" flip {result['protocol']['flip']}")
+    for n in names:
+        print(f"  {n:<14} {pct(result['iou'][n])}")
+    print(f"mIoU {pct(result['miou'])}  small-object mIoU {pct(result['small_object_miou'])}"
+          f"  pixel acc {pct(result['pixel_accuracy'])}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Turn a training checkpoint into a small deployable one (fp16 by default).
+
+    python training/package_checkpoint.py runs/bisestdc_synthetic/last.pt \
+        training/checkpoints/demo/bisestdc_synthetic.pt --network-size 256 512
+
+Drops the optimiser state, stores tensors in fp16 (half the size; loading casts back to
+fp32) and records the network input size that engines should use by default.
+(``python -m bisestdc_core.training.package_checkpoint`` is the same command.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bisestdc_core.command_line import USAGE_EXIT, HelpFormatter, one_line
+from bisestdc_core.models import CheckpointError, load_checkpoint_model, save_checkpoint
+
+
+def package_checkpoint(source: str | Path, target: str | Path,
+                       network_size: Sequence[int] | None = None,
+                       half: bool = True) -> dict[str, Any]:
+    """Write ``target``: the network of training checkpoint ``source`` and its card, without
+    the optimiser state; returns the card's metadata as read from ``source``.
+
+    Raises:
+        CheckpointError: ``source`` is not a readable project checkpoint.
+    """
+    model, meta = load_checkpoint_model(source)
+    # The card keeps what evaluation and the engines need: iteration, evaluation scale.
+    extra = {"iteration": meta.get("iteration")}
+    if meta.get("eval_scale"):
+        extra["eval_scale"] = meta["eval_scale"]
+    if network_size:
+        extra["network_size"] = list(network_size)
+    save_checkpoint(target, model, meta["model"], meta["class_set"], half=half,
+                    mean=tuple(meta["mean"]), std=tuple(meta["std"]), **extra)
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python training/package_checkpoint.py",
+                                     description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("source", type=Path, help="project checkpoint (last.pt, best.pt)")
+    parser.add_argument("target", type=Path, help="file to write")
+    parser.add_argument("--network-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="default network input size for the engines")
+    parser.add_argument("--fp32", action="store_true", help="keep fp32 tensors")
+    args = parser.parse_args(argv)
+    try:
+        meta = package_checkpoint(args.source, args.target, args.network_size,
+                                  half=not args.fp32)
+    except CheckpointError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return USAGE_EXIT
+    size_mb = args.target.stat().st_size / 1e6
+    print(f"wrote {args.target} ({size_mb:.1f} MB, {meta['model']}, {meta['class_set']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
