@@ -2,7 +2,8 @@
 
 A thin node over the core: `bisestdc_core.inference.Segmenter` does the network work,
 `image_codec` converts messages, `bisestdc_core.small_objects` renders and extracts small objects,
-`segment_config` holds the parameter rules and the topic layout.
+`segment_config` holds the parameter rules and the topic layout, `node_outputs` the table of
+outputs (and their message builders), `diagnostics_window` the statistics behind /diagnostics.
 
 Threading: subscription callbacks (executor thread) only store the newest message of their camera
 in a `LatestFrameSlots`; one worker thread takes pending frames round-robin, decodes, segments and
