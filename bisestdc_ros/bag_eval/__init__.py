@@ -44,7 +44,7 @@ from bisestdc_ros.bag_eval.live import (
     wait_until,
     warm_up,
 )
-from bisestdc_ros.bag_eval.model_card import ModelCard, check_bag_class_set, read_model_card
+from bisestdc_ros.bag_eval.model_card import EvalModel, check_bag_class_set, read_model_card
 from bisestdc_ros.bag_eval.node_process import (
     FASTDDS_PROFILE_VARIABLES,
     LARGE_FRAME_BYTES,
@@ -73,7 +73,7 @@ from bisestdc_ros.bag_io import format_stamp
 __all__ = [
     "DEFAULT_LABELS_TOPIC", "FASTDDS_PROFILE_VARIABLES", "LARGE_FRAME_BYTES", "MODES",
     "PERCENTILES", "REPLAY_MODES", "BagPlan", "EvalError", "FrameStats", "FrameTiming",
-    "ModelCard", "PassResult", "ReplayRecorder", "RunResult", "StampMatcher", "build_parser",
+    "EvalModel", "PassResult", "ReplayRecorder", "RunResult", "StampMatcher", "build_parser",
     "build_report", "build_segmenter", "check_args", "check_bag_class_set",
     "configure_large_frames", "evaluate", "fastdds_profile", "format_stamp", "inspect_bag",
     "latency_summary", "main", "node_command", "read_model_card", "render", "replay",

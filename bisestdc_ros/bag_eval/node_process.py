@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bisestdc_ros.bag_eval.model_card import ModelCard
+from bisestdc_ros.bag_eval.model_card import EvalModel
 from bisestdc_ros.bag_eval.plan import BagPlan
 from bisestdc_ros.bag_io import COMPRESSED_IMAGE
 
@@ -47,7 +47,7 @@ def replay_topic(plan: BagPlan, args: argparse.Namespace) -> tuple[str, str]:
 
 
 def node_command(plan: BagPlan, args: argparse.Namespace, camera_topic: str,
-                 card: ModelCard) -> list[str]:
+                 card: EvalModel) -> list[str]:
     """``python -m bisestdc_ros.segment_node --ros-args ...`` for this bag and model.
 
     The network size is always passed: the card's (or ``--network-size``), never the node's
