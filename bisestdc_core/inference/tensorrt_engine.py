@@ -458,7 +458,7 @@ def build_engine(
                 profile.set_shape(tensor.name, shape, shape, shape)
         if profile is not None:
             config.add_optimization_profile(profile)
-        if precision in ("fp16", "int8"):
+        if precision != "fp32":
             if not builder.platform_has_fast_fp16:
                 log.warning("this GPU has no fast fp16; TensorRT may pick fp32 kernels")
             config.set_flag(trt.BuilderFlag.FP16)  # int8 falls back to fp16, not fp32

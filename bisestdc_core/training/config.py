@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from bisestdc_core.classes import MAX_CLASSES
+from bisestdc_core.models import MODEL_REGISTRY
 
 
 class ConfigError(ValueError):
@@ -150,7 +151,7 @@ class Config:
 SECTIONS = ("model", "data", "optim", "loss", "train")
 
 CHOICES = {
-    ("model", "name"): ("bisestdc", "stdc1", "stdc2"),
+    ("model", "name"): tuple(MODEL_REGISTRY),
     # No "folder": an image folder has no splits, so training and validation would coincide.
     ("data", "dataset"): ("cityscapes", "camvid", "synthetic"),
     ("train", "amp"): ("none", "bf16", "fp16"),
