@@ -95,6 +95,23 @@ def read_engine_sidecar(engine_path: str | os.PathLike) -> dict[str, Any] | None
     return data if data.get("format") == ENGINE_SIDECAR_FORMAT else None
 
 
+def write_engine_sidecar(engine_path: str | os.PathLike, key: Mapping[str, Any],
+                         onnx_path: str | os.PathLike) -> dict[str, Any]:
+    """Write ``<engine_path>.json``: the build's cache key and the ONNX sidecar it was built
+    from (whose card the engine serves); returns the dict.
+
+    Raises:
+        ModelCardError: the ONNX has no readable sidecar.
+    """
+    onnx_sidecar = read_sidecar(onnx_path)
+    if onnx_sidecar is None:
+        raise ModelCardError(f"{onnx_path}: no sidecar ({sidecar_path(onnx_path).name})")
+    data = {"format": ENGINE_SIDECAR_FORMAT, **key, "onnx": onnx_sidecar,
+            "onnx_path": str(onnx_path)}
+    sidecar_path(engine_path).write_text(json.dumps(data, indent=2) + "\n")
+    return data
+
+
 def engine_card(sidecar: Mapping[str, Any], engine_path: str | os.PathLike) -> ModelCard:
     """The card an engine serves: its ONNX's, at the engine's precision and input size.
 

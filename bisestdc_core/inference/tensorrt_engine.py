@@ -29,7 +29,6 @@ exported graphs are checked against the ONNX parser's rules (:mod:`.tensorrt_rul
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import platform
@@ -49,8 +48,8 @@ from .model_files import (
     engine_card,
     onnx_card,
     read_engine_sidecar,
-    read_sidecar,
     sidecar_path,
+    write_engine_sidecar,
 )
 from .registry import ENGINES
 
@@ -553,9 +552,7 @@ def ensure_engine(
     build_engine(onnx_path, engine_path, precision, shape, workspace_mb=workspace_mb,
                  channel_order=card.channel_order or "rgb", calibration=calibration,
                  calib_cache=calib_cache or default_calibration_cache(engine_path, onnx_sha256))
-    sidecar = {"format": ENGINE_SIDECAR_FORMAT, **key, "onnx": read_sidecar(onnx_path),
-               "onnx_path": str(onnx_path)}
-    sidecar_path(engine_path).write_text(json.dumps(sidecar, indent=2) + "\n")
+    write_engine_sidecar(engine_path, key, onnx_path)
     return engine_path
 
 
