@@ -64,7 +64,7 @@ def add_segmenter_arguments(
                        help=precision_help)
     if network_size:
         group.add_argument("--network-size", type=int, nargs=2, metavar=("H", "W"),
-                           help="network input size; default: the model card's")
+                           help="network input size (none given: the model card's)")
     if model:
         from ..models import MODEL_REGISTRY  # noqa: PLC0415 - torch, when the parser is built
 
@@ -74,7 +74,7 @@ def add_segmenter_arguments(
                                 "checkpoints and exports name their own)")
     group.add_argument("--num-classes", type=int, default=19,
                        help="classes of seed checkpoints and random weights")
-    group.add_argument("--class-set", help="class set name; default: the model card's")
+    group.add_argument("--class-set", help="class set name (none given: the model card's)")
     return group
 
 
