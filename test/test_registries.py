@@ -14,6 +14,7 @@ import pytest
 
 from bisestdc_core import benchmark, export
 from bisestdc_core.inference import quantize
+from bisestdc_core.inference.cli_args import segmenter_kwargs
 from bisestdc_core.inference.registry import AUTO, ENGINE_CHOICES, ENGINE_NAMES, ENGINES
 from bisestdc_core.model_card import PRECISIONS
 from bisestdc_core.models import MODEL_REGISTRY
@@ -122,6 +123,19 @@ def test_node_parameters_accept_exactly_the_registry(name):
             validate({name: value})
     description = next(p.description for p in PARAMETERS if p.name == name)
     assert all(value in description for value in allowed)
+
+
+def test_the_node_config_and_the_options_give_the_same_segmenter_arguments():
+    config = validate({"weights": "w.pt", "engine": "torch", "precision": "bf16",
+                       "network_height": 64, "network_width": 128, "model_name": "stdc1"})
+    args = bag_eval.build_parser().parse_args([
+        "--bag", "b", "--weights", "w.pt", "--engine", "torch", "--precision", "bf16",
+        "--network-size", "64", "128", "--model-name", "stdc1"])
+    expected = {"weights": "w.pt", "onnx": None, "engine_path": None, "engine": "torch",
+                "device": "auto", "precision": "bf16", "network_size": (64, 128),
+                "model_name": "stdc1", "num_classes": 19}
+    assert segmenter_kwargs(config) == expected
+    assert segmenter_kwargs(args) == expected
 
 
 def test_the_scan_finds_a_second_definition():
