@@ -34,7 +34,12 @@ from benchmarks.reports import write_report
 from bisestdc_core.benchmark import hardware_info, parse_size
 from bisestdc_core.data.datasets import DATASET_KINDS, build_dataset
 from bisestdc_core.evaluation.metrics import ConfusionMatrix
-from bisestdc_core.inference.loading import file_sha256, load_network, resolve_class_set
+from bisestdc_core.inference.loading import (
+    card_with_class_set,
+    file_sha256,
+    load_network,
+    resolve_class_set,
+)
 from bisestdc_core.inference.onnx_export import export_onnx
 from bisestdc_core.inference.onnxruntime_engine import OnnxRuntimeEngine
 from bisestdc_core.inference.processing import DEFAULT_NETWORK_SIZE
@@ -121,14 +126,14 @@ def markdown(report: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     network, card = load_network(args.weights)
     class_set = resolve_class_set(None, card.class_set, card.num_classes)
+    card = card_with_class_set(card, class_set)
     size = tuple(args.network_size or card.network_size or DEFAULT_NETWORK_SIZE)
     dataset = build_dataset(args.dataset, args.root, args.split)
     if len(dataset) == 0:
         raise SystemExit(f"no {args.split} images under {args.root}")
     with tempfile.TemporaryDirectory(prefix="int8-accuracy-") as tmp:
         fp32_path = Path(args.keep or tmp) / f"{card.model}_{size[0]}x{size[1]}.onnx"
-        card = card.replace(class_set=class_set.name, class_names=class_set.names,
-                            network_size=size)
+        card = card.replace(network_size=size)
         export_onnx(network, fp32_path, card,
                     source={"weights": args.weights, "weights_sha256": file_sha256(args.weights)})
         int8_path = fp32_path.with_name(fp32_path.stem + ".int8.onnx")

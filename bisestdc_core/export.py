@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .inference.cli_args import add_segmenter_arguments
-from .inference.loading import file_sha256, load_network, resolve_class_set
+from .inference.loading import card_with_class_set, file_sha256, load_network
 from .inference.model_files import read_sidecar, sidecar_path
 from .inference.onnx_export import OPSET, export_onnx
 from .inference.registry import ENGINES
@@ -143,9 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"bisestdc-export: {error}") from error
     weights = args.weights or args.seed_weights
     network, card = load_network(weights, args.model_name, args.num_classes)
-    class_set = resolve_class_set(args.class_set, card.class_set, card.num_classes)
-    card = card.replace(class_set=class_set.name, class_names=class_set.names,
-                        network_size=tuple(args.network_size or card.network_size or ()) or None)
+    card = card_with_class_set(card, args.class_set)
+    if args.network_size:
+        card = card.replace(network_size=tuple(args.network_size))
     export_onnx(
         network, args.out, card, input_size=args.input_size,
         channel_order=args.channel_order, dynamic=args.dynamic, confidence=args.confidence,

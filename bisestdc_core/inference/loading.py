@@ -103,3 +103,14 @@ def resolve_class_set(
             f"predicts {num_classes}"
         )
     return class_set
+
+
+def card_with_class_set(card: ModelCard, requested: ClassSet | str | None = None) -> ModelCard:
+    """``card`` with its class set resolved (:func:`resolve_class_set`) and its class names,
+    as an export records them.
+
+    Raises:
+        ValueError: unknown name, or a class count that does not match the card's.
+    """
+    class_set = resolve_class_set(requested, card.class_set, card.num_classes)
+    return card.replace(class_set=class_set.name, class_names=class_set.names)

@@ -22,7 +22,7 @@ import onnxruntime as ort
 
 from ..model_card import ModelCard
 from .base import EngineOutput, prepare_frame, resize_map
-from .loading import resolve_class_set
+from .loading import card_with_class_set
 from .model_files import onnx_card
 from .processing import DEFAULT_NETWORK_SIZE
 
@@ -196,8 +196,7 @@ def build(request: EngineRequest) -> OnnxRuntimeEngine:
                                                          request.num_classes)
         return OnnxRuntimeEngine(request.onnx, card, device=device)
     model, card = request.network()
-    class_set = resolve_class_set(None, card.class_set, card.num_classes)
-    card = card.replace(class_set=class_set.name, class_names=class_set.names)
+    card = card_with_class_set(card)
 
     def export(confidence: bool) -> tuple[Path, ModelCard]:
         path = export_cached(model, card, request.weights, channel_order="rgb", dynamic=True,

@@ -756,11 +756,9 @@ def build(request: EngineRequest) -> TensorRTEngine:
 
 def _export_for_tensorrt(request: EngineRequest) -> Path:
     """Fixed-size ONNX (with confidence) from the weights, for an engine build."""
-    from .loading import resolve_class_set  # noqa: PLC0415 - torch
+    from .loading import card_with_class_set  # noqa: PLC0415 - torch
     from .onnx_export import export_cached  # noqa: PLC0415
 
     model, card = request.network()
-    class_set = resolve_class_set(None, card.class_set, card.num_classes)
-    card = card.replace(class_set=class_set.name, class_names=class_set.names)
-    return export_cached(model, card, request.weights, channel_order="rgb", dynamic=False,
-                         confidence=True, directory=request.scratch_dir)
+    return export_cached(model, card_with_class_set(card), request.weights, channel_order="rgb",
+                         dynamic=False, confidence=True, directory=request.scratch_dir)
