@@ -152,3 +152,24 @@ def test_names_are_defined_only_in_the_registries():
     outside = {kind: [h for h in hits if h.split(":")[0] not in AWAITING_BUILDER]
                for kind, hits in found.items()}
     assert outside == {kind: [] for kind in DEFINERS}
+
+
+def test_an_engine_is_refused_a_precision_it_does_not_register():
+    from bisestdc_core.inference import Segmenter
+
+    demo = REPO / "training/checkpoints/demo/bisestdc_synthetic.pt"
+    int8_engines = ", ".join(n for n, spec in ENGINES.items() if "int8" in spec.precisions)
+    with pytest.raises(RuntimeError, match=f"torch: int8 runs on {int8_engines}"):
+        Segmenter(weights=demo, engine="torch", device="cpu", precision="int8",
+                  calib_cache=__file__)  # any existing file satisfies the int8 pre-check
+
+
+def test_registering_an_engine_checks_its_vocabulary():
+    from bisestdc_core.inference.registry import EngineSpec, register_engine
+
+    for spec in (EngineSpec("x", ("fp8",), ("cpu",), "x"),
+                 EngineSpec("x", ("fp32",), ("tpu",), "x"),
+                 EngineSpec(AUTO, ("fp32",), ("cpu",), "x")):
+        with pytest.raises(ValueError, match="engine"):
+            register_engine(spec)
+    assert "x" not in ENGINES
