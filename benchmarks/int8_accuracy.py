@@ -34,8 +34,13 @@ from benchmarks.reports import write_report
 from bisestdc_core.benchmark import hardware_info, parse_size
 from bisestdc_core.data.datasets import DATASET_KINDS, build_dataset
 from bisestdc_core.evaluation.metrics import ConfusionMatrix
-from bisestdc_core.export import export_onnx
-from bisestdc_core.inference.loading import file_sha256, load_network, resolve_class_set
+from bisestdc_core.inference.loading import (
+    card_with_class_set,
+    file_sha256,
+    load_network,
+    resolve_class_set,
+)
+from bisestdc_core.inference.onnx_export import export_onnx
 from bisestdc_core.inference.onnxruntime_engine import OnnxRuntimeEngine
 from bisestdc_core.inference.processing import DEFAULT_NETWORK_SIZE
 from bisestdc_core.inference.quantize import (
@@ -119,25 +124,25 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    network, meta = load_network(args.weights)
-    class_set = resolve_class_set(None, meta.get("class_set"), int(meta["num_classes"]))
-    size = tuple(args.network_size or meta.get("network_size") or DEFAULT_NETWORK_SIZE)
+    network, card = load_network(args.weights)
+    class_set = resolve_class_set(None, card.class_set, card.num_classes)
+    card = card_with_class_set(card, class_set)
+    size = tuple(args.network_size or card.network_size or DEFAULT_NETWORK_SIZE)
     dataset = build_dataset(args.dataset, args.root, args.split)
     if len(dataset) == 0:
         raise SystemExit(f"no {args.split} images under {args.root}")
     with tempfile.TemporaryDirectory(prefix="int8-accuracy-") as tmp:
-        fp32_path = Path(args.keep or tmp) / f"{meta['model']}_{size[0]}x{size[1]}.onnx"
-        export_onnx(network, fp32_path, model_name=meta["model"], class_set=class_set.name,
-                    class_names=class_set.names, mean=meta["mean"], std=meta["std"],
-                    network_size=size,
+        fp32_path = Path(args.keep or tmp) / f"{card.model}_{size[0]}x{size[1]}.onnx"
+        card = card.replace(network_size=size)
+        export_onnx(network, fp32_path, card,
                     source={"weights": args.weights, "weights_sha256": file_sha256(args.weights)})
         int8_path = fp32_path.with_name(fp32_path.stem + ".int8.onnx")
         sidecar = quantize_from_sources(
             fp32_path, int8_path, target=args.int8_target, calib_images=args.calib_images,
             calib_count=args.calib_count, select_count=args.select_count,
             float_layers=parse_float_layers(args.float_layers), seed=args.seed)
-        fp32 = OnnxRuntimeEngine(fp32_path, {"channel_order": "rgb"})
-        int8 = OnnxRuntimeEngine(int8_path, sidecar)
+        fp32 = OnnxRuntimeEngine(fp32_path)
+        int8 = OnnxRuntimeEngine(int8_path)
         m32, m8, agreement = score(fp32, int8, dataset, class_set.num_classes, args.limit)
     s32, s8 = m32.summary(class_set), m8.summary(class_set)
 
@@ -158,7 +163,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": "python -m benchmarks.int8_accuracy "
         + " ".join(shlex.quote(a) for a in args.argv),
         "hardware": hardware_info(),
-        "weights": args.weights, "model": meta["model"], "dataset": args.dataset,
+        "weights": args.weights, "model": card.model, "dataset": args.dataset,
         "split": args.split, "images": min(len(dataset), args.limit or len(dataset)),
         "network_size": list(size),
         "fp32": fp32_pts, "int8": int8_pts, "delta_points": delta,

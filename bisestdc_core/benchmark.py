@@ -33,8 +33,11 @@ import numpy as np
 import torch
 
 from .inference import Segmenter
+from .inference.cli_args import add_segmenter_arguments, segmenter_from_args
 from .inference.onnxruntime_engine import usable_cores
+from .inference.registry import ENGINE_CHOICES, ENGINES
 from .inference.synthetic import synthetic_frame
+from .models import MODEL_REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +131,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         frames = [synthetic_frame(*frame_size, rng) for _ in range(4)]
         for engine in args.engines:
             for model in args.models:
-                seg = Segmenter(weights=args.weights, engine=engine, device=args.device,
-                                precision=args.precision, network_size=size, model_name=model,
-                                num_classes=args.num_classes)
+                seg = segmenter_from_args(args, engine=engine, model_name=model,
+                                          network_size=size)
                 warmup = args.warmup
                 runs = args.runs
                 samples, stages = time_segmenter(seg, frames, warmup, runs)
                 entry = {
-                    "engine": seg.engine_name, "model": model, "network": DISPLAY[model],
+                    "engine": seg.engine_name, "model": model, "network": DISPLAY.get(model, model),
                     "network_size": list(size), "frame_size": list(frame_size),
                     "device": seg.device, "precision": seg.precision,
                     "warmup": warmup, "runs": runs, **summarise(samples),
@@ -143,7 +145,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 }
                 entries.append(entry)
                 log.info("%-11s %-12s %4dx%-4d %s: median %.1f ms (p99 %.1f), %.1f FPS",
-                         seg.engine_name, DISPLAY[model], *size, seg.precision,
+                         seg.engine_name, DISPLAY.get(model, model), *size, seg.precision,
                          entry["median_ms"], entry["p99_ms"], entry["fps"])
                 del seg
     return {
@@ -178,7 +180,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         "| pre / inf / post ms (median) | runs |",
         "|---|---|---|---|---:|---:|---:|---:|---|---:|",
     ]
-    order = {m: i for i, m in enumerate(DISPLAY)}
+    order = {m: i for i, m in enumerate(MODEL_REGISTRY)}
     for e in sorted(report["entries"], key=lambda e: (e["engine"], e["network_size"],
                                                       order.get(e["model"], 9))):
         st = e["stage_median_ms"]
@@ -202,20 +204,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bisestdc-benchmark", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engines", nargs="+", default=["onnxruntime", "torch"],
-                        choices=["tensorrt", "torch", "onnxruntime", "auto"])
-    parser.add_argument("--models", nargs="+", default=["bisestdc", "stdc1"],
-                        choices=list(DISPLAY))
+    # Default: the engines that run on any machine.
+    parser.add_argument("--engines", nargs="+", choices=ENGINE_CHOICES,
+                        default=sorted(n for n, spec in ENGINES.items() if "cpu" in spec.devices))
+    parser.add_argument("--models", nargs="+", default=list(MODEL_REGISTRY),
+                        choices=tuple(MODEL_REGISTRY),
+                        help="networks (default: every registered one)")
     parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(512, 1024)],
                         metavar="HxW", help="network sizes")
     parser.add_argument("--frame-size", type=parse_size, metavar="HxW",
                         help="camera frame size (default: the network size, no resize)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"])
-    parser.add_argument("--num-classes", type=int, default=19)
-    parser.add_argument("--weights", help="checkpoint (default: random weights)")
+    add_segmenter_arguments(parser, files=("weights",), engine=False, model=False,
+                            network_size=False)
     parser.add_argument("--out", default="benchmarks", help="output folder")
     parser.add_argument("--name", default="latency", help="file stem for .json and .md")
     parser.add_argument("--note", default="", help="a line added to the Markdown report")

@@ -7,9 +7,12 @@ Checkpoints record the values they were trained with; these are the defaults.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -21,6 +24,8 @@ def images_to_tensor(images: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
 
     (x / 255 - mean) / std, computed as one multiply-add (as the exported graphs do).
     """
+    import torch  # noqa: PLC0415 - the constants above are read where torch is not needed
+
     batch = torch.from_numpy(np.ascontiguousarray(images))
     if batch.ndim == 3:
         batch = batch[None]

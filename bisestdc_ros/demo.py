@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from bisestdc_core.command_line import tool_options
+from bisestdc_core.inference.registry import AUTO, ENGINE_CHOICES
 from bisestdc_ros import bag_eval, make_bag
 from bisestdc_ros.bag_eval.cli import summary_line as bag_eval_summary
 from bisestdc_ros.bag_io import BagError
@@ -43,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
     parser.add_argument("--weights", type=Path, default=DEMO_WEIGHTS, help="checkpoint")
-    parser.add_argument("--engine", default="auto",
-                        choices=("auto", "tensorrt", "torch", "onnxruntime"))
+    parser.add_argument("--engine", default=AUTO, choices=ENGINE_CHOICES,
+                        help="inference engine of the node")
     parser.add_argument("--frames", type=int, default=48, help="frames in the drive")
     parser.add_argument("--height", type=int, default=256, help="frame height")
     parser.add_argument("--width", type=int, default=512, help="frame width")

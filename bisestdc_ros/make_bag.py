@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from bisestdc_core.classes import CLASS_SETS
 from bisestdc_ros.bag_io import (
     CAMERA_INFO,
     CLASS_SET_KEY,
@@ -182,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--city", help="cityscapes: only this city's frames")
     src.add_argument("--label-dir", type=Path,
                      help="folder: train-id label PNGs named like the images")
-    src.add_argument("--class-set", choices=("cityscapes", "camvid"), default="cityscapes",
+    src.add_argument("--class-set", choices=tuple(CLASS_SETS), default="cityscapes",
                      help="folder: the class set of the label PNGs (other sources know theirs)")
     src.add_argument("--frames", type=int,
                      help="number of frames (synthetic: required, default 30; others: at most)")

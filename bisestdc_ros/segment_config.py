@@ -2,6 +2,9 @@
 
 Kept apart from the node so the rules can be unit-tested and read in one place; the node only
 declares `PARAMETERS`, feeds the values to `validate` and applies the resulting `SegmentConfig`.
+Engine names and precisions come from the inference registry (which imports no torch); the
+model fields of a `SegmentConfig` carry the names of the tools' model options, so
+`bisestdc_core.inference.cli_args.segmenter_from_args(config)` builds the node's Segmenter.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from bisestdc_core.classes import MAX_CLASSES
+from bisestdc_core.inference.registry import ENGINE_CHOICES
+from bisestdc_core.model_card import PRECISIONS
 from bisestdc_ros.node_outputs import OUTPUT_PARAMETERS, OUTPUTS
 
-ENGINES = ("auto", "tensorrt", "torch", "onnxruntime")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # as bisestdc_core.inference.segmenter.PRECISIONS
 INPUT_TYPES = ("raw", "compressed")
 QOS_PROFILES = ("sensor_data", "reliable")
 # The network downsamples by 32; other sizes would be padded or fail in the exported engines.
@@ -39,7 +42,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("weights", "", "PyTorch checkpoint (.pt); empty: none", True),
     ParameterSpec("onnx", "", "ONNX model file; empty: none", True),
     ParameterSpec("engine_path", "", "serialized TensorRT engine; empty: none", True),
-    ParameterSpec("engine", "auto", f"inference engine, one of {', '.join(ENGINES)}", True),
+    ParameterSpec("engine", "auto", f"inference engine, one of {', '.join(ENGINE_CHOICES)}",
+                  True),
     ParameterSpec("device", "auto", "auto, cpu, cuda or cuda:N", True),
     ParameterSpec("precision", "fp32", f"one of {', '.join(PRECISIONS)}", True),
     ParameterSpec("network_height", 0,
@@ -174,7 +178,7 @@ def validate(
             raise ConfigError(f"{name} must be a string; got {v[name]!r}")
     if not v["model_name"]:
         raise ConfigError("model_name must not be empty")
-    _one_of("engine", v["engine"], ENGINES)
+    _one_of("engine", v["engine"], ENGINE_CHOICES)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(v["device"])):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {v['device']!r}")
     _one_of("precision", v["precision"], PRECISIONS)

@@ -27,10 +27,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bisestdc_core import export  # noqa: E402
 from bisestdc_core.classes import CITYSCAPES  # noqa: E402
+from bisestdc_core.inference.onnx_export import export_onnx  # noqa: E402
 from bisestdc_core.inference.synthetic import synthetic_frame  # noqa: E402
-from bisestdc_core.normalization import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from bisestdc_core.model_card import ModelCard  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "export_reference.npz"
 NETWORK_SIZE = (32, 64)
@@ -111,11 +111,10 @@ def make_frames() -> dict[str, np.ndarray]:
             for h, w in sorted(sizes) for i in range(FRAMES_PER_SIZE)}
 
 
-def export_variant(network: nn.Module, path: Path, variant: dict) -> dict:
-    kwargs = {"network_size": NETWORK_SIZE, **variant}
-    return export.export_onnx(network, path, model_name="tiny", class_set="cityscapes",
-                              class_names=CITYSCAPES.names, mean=IMAGENET_MEAN,
-                              std=IMAGENET_STD, **kwargs)
+def export_variant(network: nn.Module, path: Path, variant: dict) -> ModelCard:
+    card = ModelCard(model="tiny", num_classes=len(CITYSCAPES.names), class_set="cityscapes",
+                     class_names=CITYSCAPES.names, network_size=NETWORK_SIZE)
+    return export_onnx(network, path, card, **variant)
 
 
 def run_variant(path: Path, frames: list[np.ndarray]) -> dict[str, list[np.ndarray]]:

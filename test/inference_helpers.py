@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bisestdc_core.classes import CITYSCAPES
+from bisestdc_core.inference.onnx_export import export_onnx
 from bisestdc_core.inference.synthetic import calibrate_batchnorm, synthetic_frame
+from bisestdc_core.model_card import ModelCard
 from bisestdc_core.models import build_model
 
 SMALL = (128, 256)
@@ -23,3 +26,14 @@ def nondegenerate_model(name: str = "stdc1", num_classes: int = 19, seed: int = 
     torch.manual_seed(seed)
     model = build_model(name, num_classes)
     return calibrate_batchnorm(model, realistic_frames(4, seed=seed + 100))
+
+
+def cityscapes_card(model: str, network_size=SMALL, **fields) -> ModelCard:
+    """The card of a Cityscapes network (ImageNet normalisation unless given)."""
+    return ModelCard(model=model, num_classes=len(CITYSCAPES.names), class_set="cityscapes",
+                     class_names=CITYSCAPES.names, network_size=tuple(network_size), **fields)
+
+
+def export_graph(network, path, model: str = "stdc1", network_size=SMALL, **options) -> ModelCard:
+    """export_onnx with a Cityscapes card; ``options`` are the export's (dynamic, ...)."""
+    return export_onnx(network, path, cityscapes_card(model, network_size), **options)

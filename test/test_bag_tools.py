@@ -20,6 +20,7 @@ import pytest
 from bisestdc_core.classes import CITYSCAPES, IGNORE_INDEX
 from bisestdc_core.data.synthetic import render_sequence, write_dataset
 from bisestdc_core.evaluation.metrics import ConfusionMatrix
+from bisestdc_core.inference.model_files import describe
 from bisestdc_ros import bag_eval, make_bag, node_process
 from bisestdc_ros.bag_io import (
     CAMERA_INFO,
@@ -362,7 +363,7 @@ def test_node_command_for_a_compressed_bag(tmp_path, monkeypatch):
          "--network-size", "128", "256", "--node-param", "qos_depth:=5"])
     camera, replay = bag_eval.replay_topic(plan, args)
     assert (camera, replay) == ("/cam_front/image_raw", "/cam_front/image_raw/compressed")
-    card = bag_eval.ModelCard(CITYSCAPES, (128, 256), None, None, "--network-size")
+    card = bag_eval.EvalModel(CITYSCAPES, (128, 256), None, "--network-size")
     command = bag_eval.node_command(plan, args, camera, card)
     params = [command[i + 1] for i, a in enumerate(command) if a == "-p"]
     for expected in ("image_topics:=['/cam_front/image_raw']", "input_type:=compressed",
@@ -511,10 +512,11 @@ def test_model_card_gives_size_and_class_set(tmp_path):
     from bisestdc_ros.demo import DEMO_WEIGHTS
 
     args = bag_eval.build_parser().parse_args(["--bag", "b", "--weights", str(DEMO_WEIGHTS)])
-    card = bag_eval.read_model_card(args)
-    assert card.network_size == (256, 512) and card.class_set.name == "cityscapes"
-    assert card.mean == pytest.approx((0.485, 0.456, 0.406))
-    assert "checkpoint card" in card.source
+    model = bag_eval.read_model_card(args)
+    assert model.network_size == (256, 512) and model.class_set.name == "cityscapes"
+    assert model.card == describe(DEMO_WEIGHTS) and model.card.model == "bisestdc"
+    assert model.describe()["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert "checkpoint card" in model.source
 
 
 def test_replay_offsets_cap_gaps():

@@ -18,14 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bisestdc_core import models
+from bisestdc_core.classes import MAX_CLASSES
+from bisestdc_core.model_card import MAX_NETWORK_SIDE
 from bisestdc_core.models import CheckpointError, build_model, load_checkpoint_model
-from bisestdc_core.models.checkpoint import (
-    MAX_CLASSES,
-    MAX_NETWORK_SIDE,
-    PROJECT_FORMAT,
-    read_file,
-    validate_card,
-)
+from bisestdc_core.models.checkpoint import PROJECT_FORMAT, read_file, validate_card
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = REPO_ROOT / "training/checkpoints/demo/bisestdc_synthetic.pt"

@@ -9,13 +9,20 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from inference_helpers import SMALL, nondegenerate_model, realistic_frames
+from inference_helpers import (
+    SMALL,
+    cityscapes_card,
+    export_graph,
+    nondegenerate_model,
+    realistic_frames,
+)
 from onnx_graphs import uint8_transpose_model
 
 from bisestdc_core import export
-from bisestdc_core.classes import CITYSCAPES
-from bisestdc_core.inference.processing import IMAGENET_MEAN, IMAGENET_STD
+from bisestdc_core.inference.loading import file_sha256
+from bisestdc_core.inference.model_files import describe, read_sidecar, sidecar_path
 from bisestdc_core.inference.torch_engine import TorchEngine
+from bisestdc_core.model_card import ModelCard
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +31,7 @@ def model():
 
 
 def _export(model, path, **kw):
-    kw.setdefault("network_size", SMALL)
-    return export.export_onnx(
-        model, path, model_name="stdc1", class_set="cityscapes", class_names=CITYSCAPES.names,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, **kw)
+    return export_graph(model, path, **kw)
 
 
 def _run(path, frame):
@@ -37,7 +41,7 @@ def _run(path, frame):
 
 def test_fixed_export_checker_dtype_shape_and_sidecar(model, tmp_path):
     path = tmp_path / "m.onnx"
-    meta = _export(model, path, confidence=True)
+    card = _export(model, path, confidence=True)
     onnx.checker.check_model(str(path))
     graph = onnx.load(str(path)).graph
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
@@ -45,11 +49,11 @@ def test_fixed_export_checker_dtype_shape_and_sidecar(model, tmp_path):
     assert labels.dtype == np.uint8 and labels.shape == (1, *SMALL)
     assert conf.dtype == np.uint8 and conf.shape == (1, *SMALL)
     assert conf.min() >= 255 // 19  # max softmax prob >= 1 / C
-    side = json.loads(export.sidecar_path(path).read_text())
-    assert side == meta
-    assert side["opset"] == 17 and side["channel_order"] == "rgb"
-    assert side["network_size"] == list(SMALL) and side["sha256"]
-    assert list(side["outputs"]) == ["labels", "confidence"]
+    side = json.loads(sidecar_path(path).read_text())
+    assert ModelCard.from_dict(side, "m.onnx.json") == card == describe(path)
+    assert side["opset"] == 17 and side["channel_order"] == "rgb" and side["precision"] == "fp32"
+    assert side["network_size"] == list(SMALL) and side["sha256"] == file_sha256(path)
+    assert side["outputs"] == ["labels", "confidence"] and card.input_size == SMALL
     assert side["classes"][0] == "road"
 
 
@@ -83,7 +87,7 @@ def test_rgb_and_bgr_exports_agree(model, tmp_path):
 def test_onnxruntime_agrees_with_torch_fp32(model, tmp_path):
     path = tmp_path / "m.onnx"
     _export(model, path, dynamic=True)
-    engine = TorchEngine(model, IMAGENET_MEAN, IMAGENET_STD, SMALL, device="cpu")
+    engine = TorchEngine(model, cityscapes_card("stdc1"), device="cpu")
     frames = realistic_frames(6, seed=7) + realistic_frames(2, 96, 200, seed=8)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     agree = total = 0
@@ -110,8 +114,9 @@ def test_cli_help_and_export(tmp_path, capsys):
     out = tmp_path / "cli.onnx"
     assert export.main(["--model", "stdc1", "--network-size", "64", "128", "--out", str(out),
                         "--channel-order", "bgr", "--confidence"]) == 0
-    side = export.read_sidecar(out)
+    side = read_sidecar(out)
     assert side["channel_order"] == "bgr" and side["input"]["shape"] == [1, 64, 128, 3]
+    assert describe(out).input_size == (64, 128)
 
 
 def test_cli_tensorrt_without_tensorrt_says_what_to_install(tmp_path):

@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from inference_helpers import SMALL, nondegenerate_model, realistic_frames
+from inference_helpers import SMALL, export_graph, nondegenerate_model, realistic_frames
 from onnx import numpy_helper
 
-from bisestdc_core import export
 from bisestdc_core.classes import CITYSCAPES
 from bisestdc_core.data.synthetic import render_scene
 from bisestdc_core.inference import Segmenter, quantize
 from bisestdc_core.inference.loading import load_network
+from bisestdc_core.inference.model_files import describe, sidecar_path
+from bisestdc_core.inference.onnx_export import export_onnx
 from bisestdc_core.inference.torch_engine import cpu_bf16_supported
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,21 +37,16 @@ def scenes(count: int, seed: int) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def demo_fp32(tmp_path_factory) -> Path:
     """The trained demo network exported at 128 x 256 (small, but its labels mean something)."""
-    network, meta = load_network(DEMO)
+    network, card = load_network(DEMO)
     path = tmp_path_factory.mktemp("demo") / "demo.onnx"
-    export.export_onnx(network, path, model_name=meta["model"], class_set="cityscapes",
-                       class_names=CITYSCAPES.names, mean=meta["mean"], std=meta["std"],
-                       network_size=SMALL)
+    export_onnx(network, path, card.replace(class_names=CITYSCAPES.names, network_size=SMALL))
     return path
 
 
 @pytest.fixture(scope="module")
 def stdc1_fp32(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("stdc1") / "stdc1.onnx"
-    export.export_onnx(nondegenerate_model("stdc1"), path, model_name="stdc1",
-                       class_set="cityscapes", class_names=CITYSCAPES.names,
-                       mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225],
-                       network_size=SMALL, dynamic=True)
+    export_graph(nondegenerate_model("stdc1"), path, dynamic=True)
     return path
 
 
@@ -100,8 +96,12 @@ def test_qdq_graph_keeps_the_interface_and_the_target_encoding(stdc1_fp32, tmp_p
     else:
         assert all(z.dtype == np.uint8 for z in zero_points)
         assert problems and "zero point must be an int8 constant 0" in problems[0]
-    stored = json.loads(export.sidecar_path(out).read_text())
+    stored = json.loads(sidecar_path(out).read_text())
     assert stored == side and stored["precision"] == "int8"
+    card = describe(out)
+    assert card.precision == "int8" and set(card.float_layers) == set(stored["quantization"][
+        "float_layers"])
+    assert card.replace(precision="fp32", float_layers=None) == describe(stdc1_fp32)
     q = stored["quantization"]
     assert q["target"] == target and q["calibration"]["frames"] == 4
     assert set(q["float_layer_selection"]["candidates"]) == set(quantize.FLOAT_CANDIDATES)
@@ -195,7 +195,7 @@ def test_torch_bf16_agrees_with_fp32(tmp_path):
 
 
 def test_bf16_refused_where_the_cpu_lacks_it(monkeypatch):
-    monkeypatch.setattr("bisestdc_core.inference.segmenter.cpu_bf16_supported", lambda: False)
+    monkeypatch.setattr("bisestdc_core.inference.torch_engine.cpu_bf16_supported", lambda: False)
     with pytest.raises(RuntimeError, match="no bf16 instructions"):
         Segmenter(weights=DEMO, engine="torch", device="cpu", precision="bf16")
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from bisestdc_core.inference import tensorrt_engine as te
+from bisestdc_core.inference.model_files import ENGINE_SIDECAR_FORMAT, sidecar_path
 
 GPU = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0]}
 ORIN = {"name": "Orin", "compute_capability": (8, 7)}
@@ -52,8 +53,7 @@ def test_missing_sidecar_or_field_is_stale(tmp_path):
     assert te.cache_status(engine, _key()) == ["no engine file"]
     engine.write_bytes(b"x")
     assert te.cache_status(engine, _key()) == ["no cache sidecar"]
-    te.engine_sidecar_path(engine).write_text(json.dumps({"format": te.SIDECAR_FORMAT,
-                                                          **_key()}))
+    sidecar_path(engine).write_text(json.dumps({"format": ENGINE_SIDECAR_FORMAT, **_key()}))
     assert te.cache_status(engine, _key()) == []
     assert te.cache_status(engine, _key(precision="fp32")) == ["precision: 'fp16' -> 'fp32'"]
 

@@ -16,10 +16,11 @@ import onnx
 import pytest
 from inference_helpers import realistic_frames
 
-from bisestdc_core import export
 from bisestdc_core.inference import tensorrt_engine as te
 from bisestdc_core.inference.calibration_data import CalibrationSource
 from bisestdc_core.inference.loading import load_network
+from bisestdc_core.inference.model_files import sidecar_path
+from bisestdc_core.inference.onnx_export import export_onnx
 from bisestdc_core.inference.segmenter import Segmenter
 
 pytestmark = pytest.mark.gpu
@@ -51,11 +52,8 @@ def network():
 
 
 def _export(network, path, variant):
-    model, meta = network
-    export.export_onnx(model, path, model_name=meta["model"], class_set="cityscapes",
-                       class_names=[str(i) for i in range(meta["num_classes"])],
-                       mean=meta["mean"], std=meta["std"], network_size=NETWORK_SIZE,
-                       **variant)
+    model, card = network
+    export_onnx(model, path, card.replace(network_size=NETWORK_SIZE), **variant)
     return path
 
 
@@ -115,11 +113,11 @@ def test_auto_falls_back_when_the_parser_refuses(network, tmp_path, caplog):
     model.graph.node.insert(0, transpose)
     bad = tmp_path / "bad.onnx"
     onnx.save(model, str(bad))
-    export.sidecar_path(bad).write_text(export.sidecar_path(good).read_text())
+    sidecar_path(bad).write_text(sidecar_path(good).read_text())
     with caplog.at_level(logging.WARNING):
         segmenter = Segmenter(onnx=bad, engine="auto", device="cuda", precision="fp16")
     assert segmenter.engine_name == "onnxruntime"
-    warnings = [r for r in caplog.records if "TensorRT failed" in r.getMessage()]
+    warnings = [r for r in caplog.records if "tensorrt failed" in r.getMessage()]
     assert len(warnings) == 1 and "could not parse" in warnings[0].getMessage()
     with pytest.raises(RuntimeError, match="engine tensorrt failed: .*could not parse"):
         Segmenter(onnx=bad, engine="tensorrt", device="cuda", precision="fp16")

@@ -6,13 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from export_reference import VARIANTS, export_variant, seeded_network
-from inference_helpers import nondegenerate_model
+from inference_helpers import export_graph, nondegenerate_model
 from onnx import TensorProto, helper, numpy_helper
 from onnx_graphs import make_model, qdq_model, tensor, uint8_transpose_model
 
-from bisestdc_core import export
-from bisestdc_core.classes import CITYSCAPES
-from bisestdc_core.inference.processing import IMAGENET_MEAN, IMAGENET_STD
 from bisestdc_core.inference.tensorrt_rules import RULES, check_tensorrt_rules, verdict_lines
 
 VERSIONS = tuple(RULES)
@@ -37,11 +34,8 @@ def test_real_networks_are_accepted(model_name, tmp_path):
     """The real networks' ops (BN, pooling, attention, align-corners resizes), in the variant
     with every graph feature: BGR, dynamic, confidence, labels at the input size."""
     path = tmp_path / f"{model_name}.onnx"
-    export.export_onnx(
-        nondegenerate_model(model_name), path, model_name=model_name, class_set="cityscapes",
-        class_names=CITYSCAPES.names, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        network_size=(64, 128), channel_order="bgr", dynamic=True, confidence=True,
-        labels_at_input_size=True)
+    export_graph(nondegenerate_model(model_name), path, model_name, network_size=(64, 128),
+                 channel_order="bgr", dynamic=True, confidence=True, labels_at_input_size=True)
     result = check_tensorrt_rules(path)
     assert result == {v: [] for v in VERSIONS}, "\n".join(verdict_lines(result))
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from bisestdc_core.classes import get_class_set
+from bisestdc_core.classes import CLASS_SETS, get_class_set
 from bisestdc_core.command_line import (
     HelpFormatter,
     UsageError,
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network name, for weights that are not project checkpoints")
     g.add_argument("--num-classes", type=int,
                    help="classes of --model; default: the class set's")
-    g.add_argument("--class-set", choices=("cityscapes", "camvid"),
+    g.add_argument("--class-set", choices=tuple(CLASS_SETS),
                    help="class set of the model output; default: the checkpoint's, else the "
                         "dataset's")
     d = p.add_argument_group("data")

@@ -11,6 +11,14 @@ import cv2
 # that runs inference (the node, the tools, the benchmarks).
 cv2.setNumThreads(0)
 
-from .segmenter import SegmentationResult, Segmenter, available_engines  # noqa: E402
-
 __all__ = ["Segmenter", "SegmentationResult", "available_engines"]
+
+
+def __getattr__(name: str):
+    # The Segmenter (and torch) load on first use, so that the engine registry and the model
+    # files' readers stay importable where torch is not wanted (the node's configuration).
+    if name in __all__:
+        from . import segmenter  # noqa: PLC0415
+
+        return getattr(segmenter, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from ..model_card import ModelCard
 from ..stage_timings import StageTimings
 
 
@@ -32,10 +33,13 @@ class EngineOutput:
 
 
 class Engine(Protocol):
+    """What every registered engine's ``build`` returns (see :mod:`.registry`)."""
+
     name: str
     precision: str
     device: str
     network_size: tuple[int, int]
+    card: ModelCard  # what it runs: classes, normalisation, network size, precision
 
     def infer(self, frame: np.ndarray, channel_order: str, with_confidence: bool) -> EngineOutput:
         """frame: H x W x 3 uint8 in ``channel_order``."""

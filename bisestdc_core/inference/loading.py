@@ -1,4 +1,4 @@
-"""Turning a weights argument into a network, its metadata and its class set."""
+"""Turning a weights argument into a network, its model card and its class set."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from ..classes import CLASS_SETS, ClassSet, get_class_set
+from ..model_card import ModelCard
 from ..models import build_model, load_checkpoint_model
-from .processing import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +40,17 @@ def state_dict_sha256(model: nn.Module) -> str:
 
 def load_network(
     weights: str | os.PathLike | None, model_name: str = "bisestdc", num_classes: int = 19,
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[nn.Module, ModelCard]:
     """Build an fp32 eval-mode network from a project checkpoint, a seed checkpoint or nothing.
 
     Args:
-        weights: project checkpoint (its own model name and class count win), seed checkpoint
-            (``model_name`` / ``num_classes`` describe it), or None for random weights (only
-            meaningful for latency measurements; logged as a warning).
+        weights: project checkpoint (its own card wins), seed checkpoint (``model_name`` /
+            ``num_classes`` describe it), or None for random weights (only meaningful for
+            latency measurements; logged as a warning).
 
     Returns:
-        ``(model, meta)``; meta has at least ``model``, ``num_classes``, ``mean``, ``std`` and,
-        for project checkpoints, ``class_set``.
+        ``(model, card)``; a seed checkpoint's or a random network's card has the default
+        normalisation and no class set.
 
     Raises:
         ValueError: the file does not exist.
@@ -60,14 +59,13 @@ def load_network(
     if weights is None:
         log.warning("no weights given: %s with random initialisation (latency only)", model_name)
         model = build_model(model_name, num_classes).float().eval()
-        meta: dict[str, Any] = {"model": model_name, "num_classes": num_classes,
-                                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-        return model, meta
+        return model, ModelCard(model=model_name, num_classes=num_classes, source="random")
     path = Path(weights)
     if not path.is_file():
         raise ValueError(f"weights file not found: {path}")
-    # Its metadata always carries mean and std (the checkpoint's, or the defaults).
-    return load_checkpoint_model(path, model_name, num_classes)
+    model, meta = load_checkpoint_model(path, model_name, num_classes)
+    # The checkpoint's card was checked on loading; this reads the same keys into the card.
+    return model, ModelCard.from_dict(meta, path)
 
 
 def generic_class_set(num_classes: int) -> ClassSet:
@@ -105,3 +103,14 @@ def resolve_class_set(
             f"predicts {num_classes}"
         )
     return class_set
+
+
+def card_with_class_set(card: ModelCard, requested: ClassSet | str | None = None) -> ModelCard:
+    """``card`` with its class set resolved (:func:`resolve_class_set`) and its class names,
+    as an export records them.
+
+    Raises:
+        ValueError: unknown name, or a class count that does not match the card's.
+    """
+    class_set = resolve_class_set(requested, card.class_set, card.num_classes)
+    return card.replace(class_set=class_set.name, class_names=class_set.names)

@@ -30,7 +30,6 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import tempfile
@@ -53,10 +52,12 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from tqdm import tqdm
 
-from ..export import read_sidecar, sidecar_path
+from ..model_card import ModelCard
 from .base import prepare_frame
 from .calibration_data import calibration_source
 from .loading import file_sha256
+from .model_files import onnx_card, read_sidecar, sidecar_path, write_sidecar
+from .onnxruntime_engine import OnnxRuntimeEngine
 from .qdq_rewrites import average_pools_as_depthwise_convs, shapes_from_quantized_tensors
 
 log = logging.getLogger(__name__)
@@ -202,11 +203,10 @@ def _quantize(prepared: Path, out: Path, reader: FrameReader | None, target: Qua
 
 
 def graph_labels(onnx_path: str | os.PathLike, frames: Iterable[np.ndarray],
-                 channel_order: str = "rgb") -> list[np.ndarray]:
-    """Labels an exported graph gives for RGB ``frames`` (ONNX Runtime, CPU)."""
-    from .onnxruntime_engine import OnnxRuntimeEngine  # noqa: PLC0415 - avoids an import cycle
-
-    engine = OnnxRuntimeEngine(onnx_path, {"channel_order": channel_order})
+                 card: ModelCard | None = None) -> list[np.ndarray]:
+    """Labels an exported graph gives for RGB ``frames`` (ONNX Runtime, CPU); ``card``
+    describes a graph without a sidecar of its own (default: its sidecar's)."""
+    engine = OnnxRuntimeEngine(onnx_path, card)
     return [engine.infer(frame, "rgb", False).labels for frame in frames]
 
 
@@ -254,10 +254,8 @@ def quantize_onnx(
     if float_layers is None and not select_frames:
         raise ValueError("choosing float layers by measurement needs held-out frames")
     fp32_path, out = Path(fp32_path), Path(out)
-    sidecar = read_sidecar(fp32_path) or {}
-    if sidecar.get("precision", "fp32") != "fp32":
-        raise ValueError(f"{fp32_path} is already {sidecar['precision']}; quantize the fp32 export")
-    channel_order = sidecar.get("channel_order", "rgb")
+    card = _fp32_card(fp32_path)
+    channel_order = card.channel_order or "rgb"
     out.parent.mkdir(parents=True, exist_ok=True)
     spec = TARGETS[target]
 
@@ -282,7 +280,7 @@ def quantize_onnx(
         if float_layers is None:
             float_layers, measured = _choose_float_layers(
                 fp32_path, prepared, tmp_dir, reader, spec, roles, fixed_float, cache,
-                select_frames, channel_order, min_gain)
+                select_frames, card, min_gain)
             reader = None  # ranges are cached now
         kept = [roles[r] for r in float_layers if r in roles]
         _quantize(prepared, out, reader, spec, fixed_float + kept, cache)
@@ -296,9 +294,11 @@ def quantize_onnx(
         problems = tensorrt_qdq_problems(onnx.load(str(out)))
         if problems:
             raise RuntimeError(f"{out}: not a TensorRT QDQ graph: " + "; ".join(problems[:5]))
-    quantized = dict(sidecar)
-    quantized.update({
-        "precision": "int8",
+    int8_card = card.replace(precision="int8",
+                             float_layers=tuple(r for r in float_layers if r in roles))
+    record = {k: v for k, v in read_sidecar(fp32_path).items() if k not in card.to_dict()}
+    quantized = write_sidecar(out, {
+        **record,
         "sha256": file_sha256(out),
         # timezone.utc, not datetime.UTC: the package also runs on Python 3.10.
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
@@ -313,8 +313,7 @@ def quantize_onnx(
             "graph_rewrites": rewrites,
             "fp32_source": {"file": fp32_path.name, "sha256": file_sha256(fp32_path)},
         },
-    })
-    sidecar_path(out).write_text(json.dumps(quantized, indent=2) + "\n")
+    }, int8_card)
     log.info("wrote int8 QDQ graph %s (%s target, float layers: %s)", out, target,
              ", ".join(float_layers) or "none")
     return quantized
@@ -323,13 +322,13 @@ def quantize_onnx(
 def _choose_float_layers(
     fp32_path: Path, prepared: Path, tmp_dir: Path, reader: FrameReader, spec: QuantTarget,
     roles: dict[str, str], fixed_float: list[str], cache: Path,
-    select_frames: Sequence[np.ndarray], channel_order: str, min_gain: float,
+    select_frames: Sequence[np.ndarray], card: ModelCard, min_gain: float,
 ) -> tuple[list[str], dict[str, Any]]:
     """Quantize everything once, then each candidate left float; keep those that pay off."""
     trial = tmp_dir / "trial.onnx"
     _quantize(prepared, trial, reader, spec, fixed_float, cache)
-    reference = graph_labels(fp32_path, select_frames, channel_order)
-    baseline = label_agreement(reference, graph_labels(trial, select_frames, channel_order))
+    reference = graph_labels(fp32_path, select_frames, card)
+    baseline = label_agreement(reference, graph_labels(trial, select_frames, card))
     log.info("all layers int8: agreement %.4f%% with fp32 on %d frames", baseline * 100,
              len(select_frames))
     measured: dict[str, Any] = {"frames": len(select_frames), "min_gain": min_gain,
@@ -337,8 +336,7 @@ def _choose_float_layers(
     chosen = []
     for role, node in roles.items():
         _quantize(prepared, trial, None, spec, fixed_float + [node], cache)
-        agreement = label_agreement(reference,
-                                    graph_labels(trial, select_frames, channel_order))
+        agreement = label_agreement(reference, graph_labels(trial, select_frames, card))
         gain = agreement - baseline
         measured["candidates"][role] = {"node": node, "agreement_if_float": round(agreement, 6),
                                         "gain": round(gain, 6)}
@@ -347,6 +345,21 @@ def _choose_float_layers(
         if gain >= min_gain:
             chosen.append(role)
     return chosen, measured
+
+
+def _fp32_card(fp32_path: Path) -> ModelCard:
+    """The card of the fp32 export to quantize.
+
+    Raises:
+        ValueError: no sidecar, or a graph that is not fp32.
+    """
+    card = onnx_card(fp32_path)
+    if card is None:
+        raise ValueError(f"{fp32_path}: no sidecar ({sidecar_path(fp32_path).name}); quantize "
+                         "an export of bisestdc-export")
+    if (card.precision or "fp32") != "fp32":
+        raise ValueError(f"{fp32_path} is already {card.precision}; quantize the fp32 export")
+    return card
 
 
 def int8_path(fp32_path: str | os.PathLike) -> Path:
@@ -367,8 +380,8 @@ def quantize_from_sources(
     The first ``calib_count`` frames calibrate; the next ``select_count`` choose float layers
     (generated scenes at the network size when neither a folder nor a bag is given).
     """
-    sidecar = read_sidecar(fp32_path) or {}
-    size = tuple(sidecar.get("network_size") or graph_input(onnx.load(str(fp32_path)))[1] or ())
+    card = _fp32_card(Path(fp32_path))
+    size = tuple(card.network_size or graph_input(onnx.load(str(fp32_path)))[1] or ())
     wanted = calib_count + (select_count if float_layers is None else 0)
     frames = list(calibration_source(wanted, calib_images, calib_bag, calib_topic,
                                      synthetic_size=size or None, seed=seed))

@@ -29,7 +29,6 @@ exported graphs are checked against the ONNX parser's rules (:mod:`.tensorrt_rul
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import platform
@@ -38,13 +37,26 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..stage_timings import StageTimings
 from .base import EngineOutput, prepare_frame, resize_map
 from .calibration_data import CalibrationSource
+from .model_files import (
+    ENGINE_SIDECAR_FORMAT,
+    engine_card,
+    onnx_card,
+    read_engine_sidecar,
+    sidecar_path,
+    write_engine_sidecar,
+)
+from .registry import ENGINES
+
+if TYPE_CHECKING:
+    from ..model_card import ModelCard
+    from .registry import EngineRequest
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +64,6 @@ INSTALL_HINT = (
     "TensorRT Python bindings not found: install TensorRT 8.5+ (pip install tensorrt, or "
     "JetPack's python3-libnvinfer) and pycuda"
 )
-PRECISIONS = ("fp16", "fp32", "int8")
-SIDECAR_FORMAT = "bisestdc-tensorrt"
 # The first version with the name-based tensor API (set_tensor_address, execute_async_v3).
 TENSOR_API_SINCE = (8, 5)
 # Every field that makes a serialised engine unusable when it changes.
@@ -78,8 +88,7 @@ def engine_cache_key(
         precision: fp16, fp32 or int8.
         input_shape: N x H x W x 3 of the input the engine is built for.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    _check_precision(precision)
     return {
         "onnx_sha256": str(onnx_sha256),
         "gpu_name": str(gpu["name"]),
@@ -106,21 +115,10 @@ def stale_fields(stored: dict[str, Any] | None, expected: dict[str, Any]) -> lis
     return reasons
 
 
-def engine_sidecar_path(engine_path: str | os.PathLike) -> Path:
-    engine_path = Path(engine_path)
-    return engine_path.with_name(engine_path.name + ".json")
-
-
-def read_engine_sidecar(engine_path: str | os.PathLike) -> dict[str, Any] | None:
-    path = engine_sidecar_path(engine_path)
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        log.warning("%s: unreadable engine sidecar, treating the engine as stale", path)
-        return None
-    return data if data.get("format") == SIDECAR_FORMAT else None
+def _check_precision(precision: str) -> None:
+    precisions = ENGINES[TensorRTEngine.name].precisions
+    if precision not in precisions:
+        raise ValueError(f"precision must be one of {precisions}, got {precision!r}")
 
 
 def cache_status(engine_path: str | os.PathLike, expected: dict[str, Any]) -> list[str]:
@@ -460,7 +458,7 @@ def build_engine(
                 profile.set_shape(tensor.name, shape, shape, shape)
         if profile is not None:
             config.add_optimization_profile(profile)
-        if precision in ("fp16", "int8"):
+        if precision != "fp32":
             if not builder.platform_has_fast_fp16:
                 log.warning("this GPU has no fast fp16; TensorRT may pick fp32 kernels")
             config.set_flag(trt.BuilderFlag.FP16)  # int8 falls back to fp16, not fp32
@@ -523,24 +521,25 @@ def ensure_engine(
     ``engine_path`` None puts the engine in the cache folder under a name derived from the key.
     int8 inputs are checked before TensorRT is loaded (see :func:`int8_mode`).
     """
-    from ..export import cache_dir, read_sidecar  # noqa: PLC0415 - avoid an import cycle
-    from .loading import file_sha256  # noqa: PLC0415
+    from .loading import file_sha256  # noqa: PLC0415 - torch
+    from .onnx_export import cache_dir  # noqa: PLC0415 - torch and onnx
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise ValueError(f"ONNX file not found: {onnx_path}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    _check_precision(precision)
     onnx_sha256 = file_sha256(onnx_path)
     if precision == "int8":
         if calib_cache is None and engine_path is not None:
             calib_cache = default_calibration_cache(engine_path, onnx_sha256)
         int8_mode(onnx_path, calibration, calib_cache)
     trt, _ = import_tensorrt()
-    onnx_meta = read_sidecar(onnx_path) or {}
-    shape = onnx_meta.get("input", {}).get("shape") or [None] * 4
-    if any(v is None for v in shape):  # dynamic export: build for the network size
-        shape = [1, *onnx_meta.get("network_size", (512, 1024)), 3]
+    card = onnx_card(onnx_path)
+    if card is None:
+        raise ValueError(f"{onnx_path}: no sidecar ({sidecar_path(onnx_path).name}); export it "
+                         "with bisestdc-export")
+    # A dynamic export is built for the network size.
+    shape = [1, *(card.input_size or card.network_size), 3]
     key = engine_cache_key(onnx_sha256, gpu_info(device_index), trt.__version__, precision,
                            shape)
     engine_path = Path(engine_path) if engine_path else default_engine_path(
@@ -552,11 +551,9 @@ def ensure_engine(
     if engine_path.is_file():
         log.info("rebuilding stale TensorRT engine %s: %s", engine_path, "; ".join(reasons))
     build_engine(onnx_path, engine_path, precision, shape, workspace_mb=workspace_mb,
-                 channel_order=onnx_meta.get("channel_order", "rgb"), calibration=calibration,
+                 channel_order=card.channel_order or "rgb", calibration=calibration,
                  calib_cache=calib_cache or default_calibration_cache(engine_path, onnx_sha256))
-    sidecar = {"format": SIDECAR_FORMAT, **key, "onnx": onnx_meta,
-               "onnx_path": str(onnx_path)}
-    engine_sidecar_path(engine_path).write_text(json.dumps(sidecar, indent=2) + "\n")
+    write_engine_sidecar(engine_path, key, onnx_path)
     return engine_path
 
 
@@ -684,8 +681,8 @@ class TensorRTEngine:
     def __init__(self, engine_path: str | os.PathLike, device_index: int = 0):
         sidecar = read_engine_sidecar(engine_path)
         if sidecar is None:
-            raise ValueError(f"{engine_path}: no {SIDECAR_FORMAT} sidecar "
-                             f"({engine_sidecar_path(engine_path).name}); build the engine with "
+            raise ValueError(f"{engine_path}: no {ENGINE_SIDECAR_FORMAT} sidecar "
+                             f"({sidecar_path(engine_path).name}); build the engine with "
                              "bisestdc-export --tensorrt")
         trt, _ = import_tensorrt()
         gpu = gpu_info(device_index)
@@ -696,11 +693,11 @@ class TensorRTEngine:
         if reasons:
             raise RuntimeError(f"{engine_path} was built elsewhere ({'; '.join(reasons)}); "
                                "rebuild it on this device with bisestdc-export --tensorrt")
-        self.meta = sidecar.get("onnx", {})
-        self.precision = sidecar["precision"]
+        self.card: ModelCard = engine_card(sidecar, engine_path)
+        self.precision = self.card.precision
         self.device = f"cuda:{device_index}"
-        self.channel_order = self.meta.get("channel_order", "rgb")
-        self.network_size = tuple(self.meta.get("network_size", sidecar["input_shape"][1:3]))
+        self.channel_order = self.card.channel_order or "rgb"
+        self.network_size = self.card.network_size
         self.runner = TensorRTRunner(engine_path, device_index)
         self.input_hw = tuple(self.runner.input_shape()[1:3])
         self._lock = threading.Lock()
@@ -725,3 +722,44 @@ class TensorRTEngine:
         timings = StageTimings(preprocess_ms=(t1 - t0) * 1e3, inference_ms=(t2 - t1) * 1e3,
                                postprocess_ms=(t3 - t2) * 1e3)
         return EngineOutput(labels, conf, timings, network_labels=outputs["labels"][0])
+
+
+# ---- the engine registry's hooks (see .registry) --------------------------------------------
+
+def status() -> str:
+    import torch  # noqa: PLC0415
+
+    ok, reason = tensorrt_available()
+    if ok and torch.cuda.is_available():
+        return "available: " + reason
+    return "unavailable: " + (reason if not ok else "no CUDA device")
+
+
+def unavailable_reason(request: EngineRequest) -> str | None:
+    ok, why = tensorrt_available()
+    if not ok:
+        return why
+    if request.engine_path is None and request.onnx is None \
+            and request.explicit != TensorRTEngine.name:
+        return "no engine_path or onnx given (a build takes minutes; weights use torch)"
+    return None
+
+
+def build(request: EngineRequest) -> TensorRTEngine:
+    path = request.engine_path
+    if path is None:
+        onnx_path = request.onnx or _export_for_tensorrt(request)
+        path = ensure_engine(onnx_path, precision=request.precision,
+                             device_index=request.device_index,
+                             calibration=request.calibration, calib_cache=request.calib_cache)
+    return TensorRTEngine(path, request.device_index)
+
+
+def _export_for_tensorrt(request: EngineRequest) -> Path:
+    """Fixed-size ONNX (with confidence) from the weights, for an engine build."""
+    from .loading import card_with_class_set  # noqa: PLC0415 - torch
+    from .onnx_export import export_cached  # noqa: PLC0415
+
+    model, card = request.network()
+    return export_cached(model, card_with_class_set(card), request.weights, channel_order="rgb",
+                         dynamic=False, confidence=True, directory=request.scratch_dir)

@@ -23,23 +23,28 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..model_card import ModelCard
 from ..stage_timings import StageTimings
 from .base import EngineOutput
 from .bn_fold import fold_batchnorm
 from .processing import (
+    DEFAULT_NETWORK_SIZE,
     Preprocess,
     check_channel_order,
     confidence_from_logits,
     labels_from_logits,
     resize_nearest,
 )
+
+if TYPE_CHECKING:
+    from .registry import EngineRequest
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +80,8 @@ class TorchEngine:
 
     Args:
         model: fp32 network (N x 3 x h x w normalised RGB -> N x C x h x w logits in eval).
-        mean, std: RGB normalisation on the 0..1 scale.
-        network_size: (h, w) the network runs at.
+        card: its card: normalisation, and the (h, w) the network runs at (default
+            (512, 1024)).
         device: ``cpu`` or ``cuda[:i]``.
         precision: ``fp16`` or ``fp32`` on CUDA; ``fp32`` or ``bf16`` on CPU.
         channels_last: memory format (default: True on CUDA and for bf16, else False).
@@ -87,8 +92,7 @@ class TorchEngine:
     name = "torch"
 
     def __init__(
-        self, model: nn.Module, mean: Sequence[float], std: Sequence[float],
-        network_size: Sequence[int], device: str = "cpu", precision: str = "fp32",
+        self, model: nn.Module, card: ModelCard, device: str = "cpu", precision: str = "fp32",
         channels_last: bool | None = None, cuda_graphs: bool = True, max_graphs: int = 8,
     ):
         self.device = str(torch.device(device))
@@ -106,7 +110,9 @@ class TorchEngine:
             precision = "fp32"
         self.precision = precision
         self.dtype = _DTYPES[precision]
-        self.network_size = (int(network_size[0]), int(network_size[1]))
+        size = card.network_size or DEFAULT_NETWORK_SIZE
+        self.network_size = (int(size[0]), int(size[1]))
+        self.card = card.replace(network_size=self.network_size, precision=precision)
         if channels_last is None:
             channels_last = self.cuda or precision == "bf16"
         self.channels_last = channels_last
@@ -116,7 +122,7 @@ class TorchEngine:
         net = fold_batchnorm(copy.deepcopy(model).float().eval(), inplace=True)
         self.net = net.to(self.device, self.dtype).to(memory_format=self.memory_format)
         self.pre = {
-            order: Preprocess(self.network_size, mean, std, order).to(self.device)
+            order: Preprocess(self.network_size, card.mean, card.std, order).to(self.device)
             for order in ("rgb", "bgr")
         }
         if self.cuda:
@@ -231,3 +237,27 @@ class TorchEngine:
             if self.cuda:
                 return self._infer_cuda(frame, order, with_confidence)
             return self._infer_cpu(frame, order, with_confidence)
+
+
+# ---- the engine registry's hooks (see .registry) --------------------------------------------
+
+def status() -> str:
+    where = "CUDA and CPU" if torch.cuda.is_available() else "CPU only"
+    return f"available: torch {torch.__version__} on {where}"
+
+
+def unavailable_reason(request: EngineRequest) -> str | None:
+    if request.weights is None and (request.onnx is not None or request.engine_path):
+        return "needs weights (only an ONNX/engine was given)"
+    if request.precision == "bf16" and request.cuda:
+        return "bf16 is for CPUs (fp16 on CUDA)"
+    if request.precision == "bf16" and not cpu_bf16_supported():
+        return "this CPU has no bf16 instructions (AVX512-BF16 or AMX)"
+    if not request.cuda and request.explicit != "torch":
+        return "no CUDA device (on CPU ONNX Runtime is faster; ask for engine='torch')"
+    return None
+
+
+def build(request: EngineRequest) -> TorchEngine:
+    model, card = request.network()
+    return TorchEngine(model, card, device=request.device, precision=request.precision)

@@ -12,27 +12,26 @@ Loading is all or nothing: a missing, unexpected, mis-shaped or non-finite tenso
 ``torch.load(weights_only=True)``, so a checkpoint can never execute code, and only after every
 record of the zip container passed its CRC-32 check, so a flipped bit cannot load as a
 different network (torch's own reader does not check them). A project checkpoint's card
-(model, class count, mean/std, network size) is checked against bounds before any network is
-built for it.
+(:class:`bisestdc_core.model_card.ModelCard`: model, class count, mean/std, network size) is
+checked against bounds before any network is built for it.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import math
 import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..classes import MAX_CLASSES
+from ..model_card import ModelCard, ModelCardError
 from ..normalization import IMAGENET_MEAN, IMAGENET_STD
 from .registry import MODEL_REGISTRY
 from .seed_keys import is_seed_state_dict
@@ -42,11 +41,6 @@ log = logging.getLogger(__name__)
 PROJECT_FORMAT = "bisestdc"
 _SHOW = 5  # offending tensors named in an error message
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6; older files are pickles
-
-# Bounds of a project checkpoint's card (classes: MAX_CLASSES). Networks run at most at
-# Cityscapes' full 1024 x 2048 in either orientation (larger inputs would only cost start-up
-# memory: a hostile card asked for 8192 x 16384).
-MIN_NETWORK_SIDE, MAX_NETWORK_SIDE = 32, 2048
 
 
 class CheckpointError(RuntimeError):
@@ -145,19 +139,9 @@ def convert_imagenet_backbone(state: Mapping[str, torch.Tensor]) -> dict:
 
 # ---- the card: a project checkpoint's metadata -----------------------------------------------
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _finite_numbers(value: Any, count: int) -> bool:
-    return (isinstance(value, (list, tuple)) and len(value) == count
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                    for v in value))
-
-
 def validate_card(obj: Mapping[str, Any], path: str | os.PathLike,
-                  known_models: Collection[str]) -> None:
-    """Check a project checkpoint's metadata against bounds, before anything is allocated.
+                  known_models: Collection[str]) -> ModelCard:
+    """Read a project checkpoint's card, checked against bounds before anything is allocated.
 
     Args:
         obj: the checkpoint dict (``format`` == PROJECT_FORMAT).
@@ -167,32 +151,15 @@ def validate_card(obj: Mapping[str, Any], path: str | os.PathLike,
     Raises:
         CheckpointError: naming the file, the field and the value.
     """
-    def refuse(field: str, requirement: str) -> CheckpointError:
-        shown = repr(obj[field]) if field in obj else "missing"
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        return CheckpointError(f"{path}: card field {field!r} = {shown}: {requirement}")
-
-    if not isinstance(obj.get("model"), str) or obj["model"] not in known_models:
-        raise refuse("model", f"must be one of {sorted(known_models)}")
-    classes = obj.get("num_classes")
-    if not _is_int(classes) or not 1 <= classes <= MAX_CLASSES:
-        raise refuse("num_classes", f"must be an integer in [1, {MAX_CLASSES}]")
-    for field in ("mean", "std"):
-        if field in obj and not _finite_numbers(obj[field], 3):
-            raise refuse(field, "must be 3 finite numbers")
-    if "std" in obj and min(obj["std"]) <= 0:
-        raise refuse("std", "must be > 0 for every channel")
-    size = obj.get("network_size")
-    if size is not None and not (
-            isinstance(size, (list, tuple)) and len(size) == 2 and all(map(_is_int, size))
-            and all(MIN_NETWORK_SIDE <= side <= MAX_NETWORK_SIDE for side in size)):
-        raise refuse("network_size",
-                     f"must be [height, width] in [{MIN_NETWORK_SIDE}, {MAX_NETWORK_SIDE}]")
-    if "class_set" in obj and not isinstance(obj["class_set"], str):
-        raise refuse("class_set", "must be a class set name")
+    try:
+        card = ModelCard.from_dict(obj, path, known_models)
+    except ModelCardError as error:
+        raise CheckpointError(str(error)) from None
     if not isinstance(obj.get("state_dict"), Mapping):
-        raise refuse("state_dict", "must be a dict of tensors")
+        shown = repr(obj["state_dict"])[:80] if "state_dict" in obj else "missing"
+        raise CheckpointError(f"{path}: card field 'state_dict' = {shown}: must be a dict of "
+                              "tensors")
+    return card
 
 
 # ---- strict loading -------------------------------------------------------------------------
@@ -303,23 +270,22 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
 def make_checkpoint(
     model: nn.Module, model_name: str, class_set: str, half: bool = False,
     mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
-    **extra: Any,
+    network_size: Sequence[int] | None = None, eval_scale: float | None = None,
+    **training_state: Any,
 ) -> dict[str, Any]:
-    """The project's checkpoint dict for ``model`` (optionally with fp16 tensors)."""
+    """The project's checkpoint dict for ``model`` (optionally with fp16 tensors): its card's
+    keys (see :class:`ModelCard`), the tensors, and ``training_state`` (iteration, optimizer,
+    metrics...) as given."""
+    card = ModelCard(
+        model=model_name, num_classes=int(model.num_classes), class_set=class_set,
+        mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
+        network_size=tuple(int(v) for v in network_size) if network_size else None,
+        eval_scale=eval_scale)
     state = {
         k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
         for k, v in model.state_dict().items()
     }
-    return {
-        "format": PROJECT_FORMAT,
-        "model": model_name,
-        "num_classes": int(model.num_classes),
-        "class_set": class_set,
-        "mean": list(mean),
-        "std": list(std),
-        "state_dict": state,
-        **extra,
-    }
+    return {"format": PROJECT_FORMAT, **card.to_dict(), "state_dict": state, **training_state}
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, model_name: str,

@@ -44,7 +44,7 @@ from bisestdc_ros.bag_eval.live import (
     wait_until,
     warm_up,
 )
-from bisestdc_ros.bag_eval.model_card import ModelCard, check_bag_class_set, read_model_card
+from bisestdc_ros.bag_eval.model_card import EvalModel, check_bag_class_set, read_model_card
 from bisestdc_ros.bag_eval.node_args import configure_large_frames, node_command, replay_topic
 from bisestdc_ros.bag_eval.offline import build_segmenter, run_offline
 from bisestdc_ros.bag_eval.plan import DEFAULT_LABELS_TOPIC, BagPlan, inspect_bag
@@ -63,7 +63,7 @@ from bisestdc_ros.bag_io import format_stamp
 __all__ = [
     "DEFAULT_LABELS_TOPIC", "MODES",
     "PERCENTILES", "REPLAY_MODES", "BagPlan", "EvalError", "FrameStats", "FrameTiming",
-    "ModelCard", "PassResult", "ReplayRecorder", "RunResult", "StampMatcher", "build_parser",
+    "EvalModel", "PassResult", "ReplayRecorder", "RunResult", "StampMatcher", "build_parser",
     "build_report", "build_segmenter", "check_args", "check_bag_class_set",
     "configure_large_frames", "evaluate", "format_stamp", "inspect_bag",
     "latency_summary", "main", "node_command", "read_model_card", "render", "replay",

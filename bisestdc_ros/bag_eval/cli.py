@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bisestdc_core.inference.cli_args import add_segmenter_arguments
 from bisestdc_ros.bag_eval.errors import EvalError
 from bisestdc_ros.bag_eval.live import REPLAY_MODES, run_live
 from bisestdc_ros.bag_eval.model_card import check_bag_class_set, read_model_card
@@ -49,20 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                              f"bag is inspected without scores")
     parser.add_argument("--no-labels", action="store_true",
                         help="inspect only: ignore the bag's labels")
-    model = parser.add_argument_group("model (both modes)")
-    model.add_argument("--weights", help="project checkpoint (.pt)")
-    model.add_argument("--onnx", help="exported ONNX model")
-    model.add_argument("--engine", default="auto",
-                       choices=("auto", "tensorrt", "torch", "onnxruntime"))
-    model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    model.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
-    model.add_argument("--network-size", type=int, nargs=2, metavar=("H", "W"),
-                       help="network input size; default: the model card's (required for a "
-                            "checkpoint without one)")
-    model.add_argument("--model-name", default="bisestdc",
-                       help="architecture of seed checkpoints (project ones name their own)")
-    model.add_argument("--num-classes", type=int, default=19)
-    model.add_argument("--class-set", help="class set name; default: the model's")
+    # A checkpoint without a network size in its card needs --network-size.
+    add_segmenter_arguments(parser, files=("weights", "onnx"), title="model (both modes)")
     live = parser.add_argument_group("live mode")
     live.add_argument("--start-node", action=argparse.BooleanOptionalAction, default=True,
                       help="start segment_node as a subprocess (else use a running one)")

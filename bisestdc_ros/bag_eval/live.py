@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from bisestdc_core.stage_timings import StageTimings
 from bisestdc_ros.bag_eval.errors import EvalError
-from bisestdc_ros.bag_eval.model_card import ModelCard
+from bisestdc_ros.bag_eval.model_card import EvalModel
 from bisestdc_ros.bag_eval.node_args import configure_large_frames, node_command, replay_topic
 from bisestdc_ros.bag_eval.plan import BagPlan
 from bisestdc_ros.bag_eval.scoring import FrameTiming, RunResult, StampMatcher
@@ -267,7 +267,7 @@ def replay_offsets(bag_times: list[int], rate_factor: float, max_gap: float) -> 
     return offsets
 
 
-def run_live(plan: BagPlan, args: argparse.Namespace, out_dir: Path, card: ModelCard
+def run_live(plan: BagPlan, args: argparse.Namespace, out_dir: Path, card: EvalModel
              ) -> RunResult:
     """Replay the bag into segment_node and record its outputs (see the module docstring)."""
     import rclpy  # noqa: PLC0415
@@ -370,7 +370,7 @@ def run_live(plan: BagPlan, args: argparse.Namespace, out_dir: Path, card: Model
     return result
 
 
-def live_engine_info(reported: dict[str, str], args: argparse.Namespace, card: ModelCard
+def live_engine_info(reported: dict[str, str], args: argparse.Namespace, card: EvalModel
                      ) -> dict[str, Any]:
     """What ran: engine and precision as the node reported them on /diagnostics; the network
     size and class set the node was given (from the card); the device it resolved."""

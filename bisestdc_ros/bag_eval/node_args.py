@@ -10,7 +10,7 @@ import argparse
 import logging
 import os
 
-from bisestdc_ros.bag_eval.model_card import ModelCard
+from bisestdc_ros.bag_eval.model_card import EvalModel
 from bisestdc_ros.bag_eval.plan import BagPlan
 from bisestdc_ros.bag_io import COMPRESSED_IMAGE
 from bisestdc_ros.node_process import (
@@ -39,7 +39,7 @@ def replay_topic(plan: BagPlan, args: argparse.Namespace) -> tuple[str, str]:
 
 
 def node_command(plan: BagPlan, args: argparse.Namespace, camera_topic: str,
-                 card: ModelCard) -> list[str]:
+                 card: EvalModel) -> list[str]:
     """``python -m bisestdc_ros.segment_node --ros-args ...`` for this bag and model.
 
     The network size is always passed: the card's (or ``--network-size``), never the node's

@@ -16,8 +16,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from bisestdc_core.inference.cli_args import segmenter_from_args
 from bisestdc_ros.bag_eval.errors import EvalError
-from bisestdc_ros.bag_eval.model_card import ModelCard
+from bisestdc_ros.bag_eval.model_card import EvalModel
 from bisestdc_ros.bag_eval.plan import BagPlan
 from bisestdc_ros.bag_eval.scoring import FrameTiming, RunResult, StampMatcher
 from bisestdc_ros.bag_io import BagReader, frame_from_msg, labels_from_msg, stamp_ns
@@ -26,20 +27,17 @@ from bisestdc_ros.image_codec import ImageDecodeError
 log = logging.getLogger(__package__)  # one logger for the tool: "bisestdc_ros.bag_eval"
 
 
-def build_segmenter(args: argparse.Namespace, card: ModelCard) -> Any:
+def build_segmenter(args: argparse.Namespace, card: EvalModel) -> Any:
     """The Segmenter the arguments and the card describe (EvalError when it cannot be built)."""
-    from bisestdc_core.inference import Segmenter  # noqa: PLC0415 (torch import is slow)
-
     try:
-        return Segmenter(weights=args.weights, onnx=args.onnx, engine=args.engine,
-                         device=args.device, precision=args.precision,
-                         network_size=card.network_size, model_name=args.model_name,
-                         num_classes=card.class_set.num_classes, class_set=card.class_set)
+        return segmenter_from_args(args, network_size=card.network_size,
+                                   num_classes=card.class_set.num_classes,
+                                   class_set=card.class_set)
     except (ValueError, RuntimeError, OSError) as error:
         raise EvalError(f"cannot create the segmenter: {error}") from error
 
 
-def run_offline(plan: BagPlan, args: argparse.Namespace, card: ModelCard) -> RunResult:
+def run_offline(plan: BagPlan, args: argparse.Namespace, card: EvalModel) -> RunResult:
     """Segment every image of the bag in-process and score it against the labels by stamp."""
     segmenter = build_segmenter(args, card)
     log.info("offline: %r", segmenter)

@@ -1,0 +1,157 @@
+"""The inference engines: each name, what it runs and where its code lives, defined once.
+
+An engine registers an :class:`EngineSpec`: its name, the precisions and devices it runs, and
+the module that holds its code. That module defines two functions, imported only when the
+engine is considered (so this registry imports neither torch nor onnxruntime nor TensorRT, and
+the ROS node's configuration can read it):
+
+* ``unavailable_reason(request: EngineRequest) -> str | None``: why the engine cannot serve
+  this request here (None: it can);
+* ``build(request: EngineRequest) -> Engine``: the engine.
+
+``engine="auto"`` tries the engines in registration order. Adding an engine is its module plus
+one :func:`register_engine` line below; the command lines (``cli_args``), the Segmenter and the
+node's parameter validation take their choices from here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from ..model_card import PRECISIONS, ModelCard
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .base import Engine
+    from .calibration_data import CalibrationSource
+
+__all__ = ["AUTO", "ENGINES", "ENGINE_CHOICES", "ENGINE_NAMES", "PRECISIONS", "EngineRequest",
+           "EngineSpec", "register_engine", "engine_spec"]
+
+AUTO = "auto"
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class EngineRequest:
+    """What a Segmenter asks an engine for (paths are None when not given).
+
+    Attributes:
+        explicit: the engine asked for by name, or ``auto``.
+        device: resolved device, ``cpu`` or ``cuda[:i]``.
+        network_size: (H, W) asked for, None: the card's.
+        model_name, num_classes: describe seed checkpoints and random networks.
+        scratch_dir: where exports of networks no file describes go (None: the cache).
+    """
+
+    weights: str | os.PathLike | None
+    onnx: str | os.PathLike | None
+    engine_path: str | os.PathLike | None
+    explicit: str
+    device: str
+    precision: str
+    network_size: tuple[int, int] | None
+    model_name: str
+    num_classes: int
+    calibration: CalibrationSource | None = None
+    calib_cache: str | os.PathLike | None = None
+    scratch_dir: Path | None = None
+    _network: tuple[Any, ModelCard] | None = field(default=None, repr=False)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    @property
+    def device_index(self) -> int:
+        return int(self.device.split(":")[1]) if ":" in self.device else 0
+
+    def network(self) -> tuple[nn.Module, ModelCard]:
+        """The fp32 network of ``weights`` (random without) and its card, with the network
+        size this request runs at; loaded once, whichever engines ask."""
+        if self._network is None:
+            from .loading import load_network  # noqa: PLC0415 - torch
+            from .processing import DEFAULT_NETWORK_SIZE  # noqa: PLC0415
+
+            model, card = load_network(self.weights, self.model_name, self.num_classes)
+            size = self.network_size or card.network_size or DEFAULT_NETWORK_SIZE
+            self._network = model, card.replace(network_size=(int(size[0]), int(size[1])))
+        return self._network
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One engine: its name, what it runs, where its code lives.
+
+    Attributes:
+        precisions: the precisions it accepts.
+        devices: ``cpu`` and/or ``cuda``.
+        module: the module defining ``unavailable_reason(request)`` and ``build(request)``.
+        fallible_build: a build that can fail where the engine is installed (TensorRT's parser
+            and builder): ``auto`` then logs the reason and takes the next engine.
+    """
+
+    name: str
+    precisions: tuple[str, ...]
+    devices: tuple[str, ...]
+    module: str
+    fallible_build: bool = False
+
+    def code(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+    def unavailable_reason(self, request: EngineRequest) -> str | None:
+        """None if this engine can serve ``request`` here, else why not."""
+        if request.precision not in self.precisions:
+            runs = [name for name, spec in ENGINES.items() if request.precision in spec.precisions]
+            return f"{request.precision} runs on {', '.join(runs) or 'no engine'}"
+        reason = self.code().unavailable_reason(request)
+        if reason is None and ("cuda" if request.cuda else "cpu") not in self.devices:
+            reason = "needs a CUDA device" if self.devices == ("cuda",) else \
+                f"runs on {', '.join(self.devices)}"
+        return reason
+
+    def build(self, request: EngineRequest) -> Engine:
+        return self.code().build(request)
+
+
+ENGINES: dict[str, EngineSpec] = {}
+
+
+def register_engine(spec: EngineSpec) -> None:
+    unknown = set(spec.precisions) - set(PRECISIONS)
+    if unknown or not set(spec.devices) <= set(DEVICES) or spec.name == AUTO:
+        raise ValueError(f"engine {spec.name!r}: unknown precisions {sorted(unknown)} or "
+                         f"devices {spec.devices} (or a reserved name)")
+    ENGINES[spec.name] = spec
+
+
+# The order is ``auto``'s preference.
+register_engine(EngineSpec("tensorrt", ("fp16", "fp32", "int8"), ("cuda",),
+                           "bisestdc_core.inference.tensorrt_engine", fallible_build=True))
+register_engine(EngineSpec("torch", ("fp32", "fp16", "bf16"), ("cpu", "cuda"),
+                           "bisestdc_core.inference.torch_engine"))
+register_engine(EngineSpec("onnxruntime", ("fp32", "fp16", "int8"), ("cpu", "cuda"),
+                           "bisestdc_core.inference.onnxruntime_factory"))
+
+ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
+ENGINE_CHOICES: tuple[str, ...] = (AUTO, *ENGINE_NAMES)
+
+
+def engine_spec(name: str) -> EngineSpec:
+    """The spec of a registered engine.
+
+    Raises:
+        ValueError: an unknown name, listing the known ones.
+    """
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise ValueError(f"engine must be {AUTO!r} or one of {ENGINE_NAMES}, got {name!r}") \
+            from None
