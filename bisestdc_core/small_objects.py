@@ -19,6 +19,7 @@ import numpy as np
 # Connected components are grouped with 8-connectivity: thin diagonal structures (poles seen at
 # an angle, sign edges after downscaling) would otherwise break into several objects.
 CONNECTIVITY = 8
+MAX_16U_LABEL = np.iinfo(np.uint16).max
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,11 @@ def _class_regions(
     # Labelling only the class's bounding rectangle: small-object classes cover a small part
     # of the frame, and a full 1080p labelling pass costs ~6 ms per class.
     x0, y0, w0, h0 = cv2.boundingRect(mask)
+    # 16-bit component labels are ~3x faster than 32-bit ones; they suffice while the
+    # rectangle cannot hold 65535 regions (8-connected regions are >= 2 px apart each way).
+    ltype = cv2.CV_16U if ((w0 + 1) // 2) * ((h0 + 1) // 2) < MAX_16U_LABEL else cv2.CV_32S
     _, components, stats, _ = cv2.connectedComponentsWithStats(
-        mask[y0 : y0 + h0, x0 : x0 + w0], connectivity=CONNECTIVITY, ltype=cv2.CV_32S
+        mask[y0 : y0 + h0, x0 : x0 + w0], connectivity=CONNECTIVITY, ltype=ltype
     )
     # Row 0 is the background. Filtered and sorted in numpy: noisy frames have hundreds of
     # regions, and a Python loop over them costs more than the labelling.

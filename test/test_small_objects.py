@@ -195,3 +195,13 @@ def test_degenerate_label_maps_are_searched_coloured_and_drawn(shape):
     frame = np.zeros((*shape, 3), np.uint8)
     overlay = draw_overlay(frame, labels, palette, objects, CITYSCAPES.names, 1.0)
     assert overlay.shape == (*shape, 3)
+
+
+def test_more_regions_than_16_bit_labels_hold():
+    # Isolated pixels on a 2-pixel grid: 300 x 300 = 90000 separate regions in one class.
+    labels = np.zeros((600, 600), np.uint8)
+    labels[::2, ::2] = POLE
+    objects = find_small_objects(labels, [POLE], min_area=1)
+    assert len(objects) == 90000
+    assert {o.box for o in objects[-2:]} <= {(x, y, 1, 1) for x in range(0, 600, 2)
+                                             for y in range(0, 600, 2)}
