@@ -84,3 +84,26 @@ def test_array_backed_images_are_published_as_they_are():
     assert byte_array(image) is byte_array(image)  # the buffer itself, no copy
     part = image[1:]  # a view of part of it must be copied, not handed over whole
     assert bytes(byte_array(part)) == part.tobytes()
+
+
+def test_output_and_stage_names_are_listed_only_in_their_tables():
+    """No second literal list of the outputs' publish_* parameters or of stage names in the
+    packages (the plots choose and order stages from the vocabulary, checked above). Output
+    names alone are too common a word ("labels", "confidence" are also the exported graph's
+    outputs) to scan for."""
+    from test_registries import PACKAGES, REPO, name_lists
+
+    vocabularies = {
+        "outputs": (set(OUTPUT_PARAMETERS), {"bisestdc_ros/node_outputs.py"}),
+        "stages": (set(STAGES), {"bisestdc_core/stage_timings.py",
+                                 "bisestdc_ros/bag_eval/figures.py"}),
+    }
+    found = []
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            relative = path.relative_to(REPO).as_posix()
+            for vocabulary, definers in vocabularies.values():
+                if relative not in definers:
+                    found += [f"{relative}:{line}"
+                              for line in name_lists(path.read_text(), vocabulary)]
+    assert found == []
