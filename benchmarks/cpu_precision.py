@@ -41,12 +41,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from benchmarks.reports import write_report
-from bisestdc_core.benchmark import DISPLAY, hardware_info, parse_size, summarise
+from bisestdc_core.benchmark import hardware_info, parse_size, summarise
 from bisestdc_core.inference import Segmenter
 from bisestdc_core.inference.onnxruntime_engine import make_session, usable_cores
 from bisestdc_core.inference.synthetic import synthetic_frame
 from bisestdc_core.inference.torch_engine import cpu_bf16_supported
-from bisestdc_core.models import build_model
+from bisestdc_core.models import MODEL_REGISTRY, build_model
 
 log = logging.getLogger("cpu_precision")
 MATRIX_N = 4096
@@ -149,6 +149,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for size in args.sizes:
         frames = [synthetic_frame(*size, np.random.default_rng(i)) for i in range(4)]
         for model in args.models:
+            title = MODEL_REGISTRY[model].spec.title
             gmacs = main_path_gmacs(model, size)
             limits = ceilings(bf16)
             segmenters = {
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 stats = summarise(samples[name])
                 gops = 2 * gmacs / (stats["median_ms"] / 1e3)
                 entry = {"engine": engine, "precision": segmenters[name].precision,
-                         "model": model, "network": DISPLAY[model], "network_size": list(size),
+                         "model": model, "network": title, "network_size": list(size),
                          "gmacs": round(gmacs, 2), **stats, "achieved_gops": gops,
                          "ceiling_gops": limits[precision]["gops"],
                          "ceiling_how": limits[precision]["how"],
@@ -178,7 +179,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 entry["vs_onnxruntime_fp32"] = stats["median_ms"] / fp32_ms if fp32_ms else None
                 entries.append(entry)
                 log.info("%-12s %4dx%-4d %-11s %-4s median %7.1f ms, %5.0f GOP/s = %3.0f%% of "
-                         "the %s ceiling", DISPLAY[model], *size, engine, precision,
+                         "the %s ceiling", title, *size, engine, precision,
                          stats["median_ms"], gops, 100 * entry["of_ceiling"], precision)
             del segmenters
     return {
@@ -225,7 +226,8 @@ def markdown(report: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=list(DISPLAY), choices=list(DISPLAY))
+    parser.add_argument("--models", nargs="+", default=list(MODEL_REGISTRY),
+                        choices=tuple(MODEL_REGISTRY))
     parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 512), (512, 1024)],
                         metavar="HxW")
     parser.add_argument("--warmup", type=int, default=2)

@@ -42,7 +42,6 @@ from .models import MODEL_REGISTRY
 log = logging.getLogger(__name__)
 
 STAGES = ("preprocess", "inference", "postprocess")
-DISPLAY = {"bisestdc": "BiSeSTDC-Seg", "stdc1": "STDC1-Seg", "stdc2": "STDC2-Seg"}
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -136,8 +135,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 warmup = args.warmup
                 runs = args.runs
                 samples, stages = time_segmenter(seg, frames, warmup, runs)
+                title = MODEL_REGISTRY[model].spec.title
                 entry = {
-                    "engine": seg.engine_name, "model": model, "network": DISPLAY.get(model, model),
+                    "engine": seg.engine_name, "model": model, "network": title,
                     "network_size": list(size), "frame_size": list(frame_size),
                     "device": seg.device, "precision": seg.precision,
                     "warmup": warmup, "runs": runs, **summarise(samples),
@@ -145,7 +145,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 }
                 entries.append(entry)
                 log.info("%-11s %-12s %4dx%-4d %s: median %.1f ms (p99 %.1f), %.1f FPS",
-                         seg.engine_name, DISPLAY.get(model, model), *size, seg.precision,
+                         seg.engine_name, title, *size, seg.precision,
                          entry["median_ms"], entry["p99_ms"], entry["fps"])
                 del seg
     return {

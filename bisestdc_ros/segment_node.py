@@ -282,21 +282,12 @@ class SegmentNode(Node):
     @staticmethod
     def _build_segmenter(config: SegmentConfig) -> Any:
         try:
-            from bisestdc_core.inference import Segmenter
+            from bisestdc_core.inference.cli_args import segmenter_from_args
         except ImportError as error:
             raise StartupError(f"the inference package is not importable: {error}") from error
         try:
-            return Segmenter(
-                weights=config.weights or None,
-                onnx=config.onnx or None,
-                engine_path=config.engine_path or None,
-                engine=config.engine,
-                device=config.device,
-                precision=config.precision,
-                network_size=config.network_size,
-                model_name=config.model_name,
-                num_classes=config.num_classes,
-            )
+            # The parameters carry the command-line options' names: one builder for both.
+            return segmenter_from_args(config)
         except (OSError, ValueError, RuntimeError, KeyError, ImportError) as error:
             # Missing files, unknown models, unavailable engines: the node cannot run at all.
             raise StartupError(f"cannot create the {config.engine} engine: {error}") from error
