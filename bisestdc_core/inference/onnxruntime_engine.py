@@ -41,13 +41,18 @@ def cuda_provider_available() -> bool:
 
 
 def make_session(onnx_path: str | os.PathLike, device: str = "cpu",
-                 threads: int | None = None) -> ort.InferenceSession:
+                 threads: int | None = None, spinning: bool = False,
+                 int8: bool = False) -> ort.InferenceSession:
     """An InferenceSession with ORT_ENABLE_ALL and sensible threading.
 
     Args:
         device: ``cpu`` or ``cuda[:i]``; CUDA falls back to CPU inside ORT for missing kernels.
         threads: intra-op threads (default: usable cores). Inter-op parallelism is off: the
             graph is one chain, and a second pool would only compete for the same cores.
+        spinning: let idle pool threads spin (ONNX Runtime's default) instead of sleeping.
+        int8: the graph is a QDQ graph. Its convolutions run as QLinearConv in NHWC, so the
+            blocked (NCHWc) layout only serves the float head, and converting into it cost
+            more than it saved (BiSeSTDC-Seg 256x512: 25.2 -> 24.6 ms, same labels).
     """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -56,9 +61,8 @@ def make_session(onnx_path: str | os.PathLike, device: str = "cpu",
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # Idle pool threads sleep instead of spinning: in the node they share the cores with
     # decoding, rendering and publishing (and other nodes), and a spinning pool takes those
-    # cores away. Measured on 2 cores with other work running: BiSeSTDC-Seg 256x512 fp32
-    # 166 -> 64 ms, int8 68 -> 25 ms (benchmarks/cpu_precision.md has the idle figures).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # cores away (benchmarks/ort_spinning.txt: both settings measured side by side).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     providers: list = ["CPUExecutionProvider"]
     if device.startswith("cuda"):
         if not cuda_provider_available():
@@ -66,7 +70,8 @@ def make_session(onnx_path: str | os.PathLike, device: str = "cpu",
                                "(install onnxruntime-gpu) ")
         index = int(device.split(":")[1]) if ":" in device else 0
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
-    return ort.InferenceSession(str(onnx_path), options, providers=providers)
+    return ort.InferenceSession(str(onnx_path), options, providers=providers,
+                                disabled_optimizers=["NchwcTransformer"] if int8 else None)
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,9 @@ class OnnxRuntimeEngine:
     def _open(self, onnx_path: str | os.PathLike, card: ModelCard | None) -> _Graph:
         if not Path(onnx_path).is_file():
             raise ValueError(f"ONNX file not found: {onnx_path}")
-        session = make_session(onnx_path, self.device, self._threads)
+        card = card or onnx_card(onnx_path)
+        session = make_session(onnx_path, self.device, self._threads,
+                               int8=card is not None and card.precision == "int8")
         inp = session.get_inputs()[0]
         if inp.type != "tensor(uint8)" or len(inp.shape) != 4 or inp.shape[3] != 3:
             raise ValueError(f"{onnx_path}: expected an N x H x W x 3 uint8 input, found "
@@ -124,7 +131,7 @@ class OnnxRuntimeEngine:
         fixed = tuple(inp.shape[1:3]) if all(isinstance(d, int) for d in inp.shape[1:3]) \
             else None
         outputs = tuple(o.name for o in session.get_outputs())
-        card = card or onnx_card(onnx_path) or assumed_card(onnx_path, "unknown", 1)
+        card = card or assumed_card(onnx_path, "unknown", 1)
         card = card.replace(
             channel_order=card.channel_order or "rgb", precision=card.precision or "fp32",
             network_size=card.network_size or fixed or DEFAULT_NETWORK_SIZE,
