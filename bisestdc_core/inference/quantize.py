@@ -30,6 +30,7 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import tempfile
@@ -169,6 +170,13 @@ class FrameReader(CalibrationDataReader):
         self._index = 0
         self._progress = tqdm(total=len(frames), desc="calibrating", unit="frame", leave=False)
 
+    def rewind(self) -> None:
+        """Start again from the first frame (another calibration pass)."""
+        self._progress.close()
+        self._index = 0
+        self._progress = tqdm(total=len(self._frames), desc="calibrating", unit="frame",
+                              leave=False)
+
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._index >= len(self._frames):
             self._progress.close()
@@ -190,18 +198,29 @@ def graph_input(model: onnx.ModelProto) -> tuple[str, tuple[int, int] | None]:
 
 # ---- quantization ---------------------------------------------------------------------------
 
-def _quantize(prepared: Path, out: Path, reader: FrameReader | None, target: QuantTarget,
+# ONNX Runtime 1.23 (the last with Python 3.10 wheels) cannot keep calibrated ranges in a file.
+_RANGE_CACHE = "calibration_cache_path" in inspect.signature(quantize_static).parameters
+
+
+def _quantize(prepared: Path, out: Path, reader: FrameReader, target: QuantTarget,
               exclude: list[str], cache: Path) -> None:
-    """One quantize_static call; ranges come from ``cache`` when it exists (calibrate once)."""
+    """One quantize_static call; ranges come from ``cache`` when it exists (calibrate once),
+    else, where ONNX Runtime keeps no such file, from another pass over the frames."""
+    if _RANGE_CACHE:
+        options: dict[str, Any] = {"calibration_cache_path": str(cache)}
+        data = None if cache.exists() else reader
+    else:
+        options, data = {}, reader
+        reader.rewind()
     quantize_static(
-        str(prepared), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+        str(prepared), str(out), data, quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=target.activation_type, weight_type=QuantType.QInt8,
         nodes_to_exclude=exclude, calibrate_method=CalibrationMethod.MinMax,
         extra_options={"ActivationSymmetric": target.symmetric_activations,
                        "WeightSymmetric": True,
                        "AddQDQPairToWeight": target.weights_as_qdq_pairs,
                        "QuantizeBias": target.quantize_bias},
-        calibration_cache_path=str(cache),
+        **options,
     )
 
 
@@ -284,7 +303,6 @@ def quantize_onnx(
             float_layers, measured = _choose_float_layers(
                 fp32_path, prepared, tmp_dir, reader, spec, roles, fixed_float, cache,
                 select_frames, card, min_gain)
-            reader = None  # ranges are cached now
         kept = [roles[r] for r in float_layers if r in roles]
         _quantize(prepared, out, reader, spec, fixed_float + kept, cache)
         if spec.onnxruntime_rewrites:
@@ -338,7 +356,7 @@ def _choose_float_layers(
                                 "agreement_all_int8": round(baseline, 6), "candidates": {}}
     chosen = []
     for role, node in roles.items():
-        _quantize(prepared, trial, None, spec, fixed_float + [node], cache)
+        _quantize(prepared, trial, reader, spec, fixed_float + [node], cache)
         agreement = label_agreement(reference, graph_labels(trial, select_frames, card))
         gain = agreement - baseline
         measured["candidates"][role] = {"node": node, "agreement_if_float": round(agreement, 6),
