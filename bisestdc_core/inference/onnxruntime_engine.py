@@ -42,7 +42,8 @@ def cuda_provider_available() -> bool:
 
 def make_session(onnx_path: str | os.PathLike, device: str = "cpu",
                  threads: int | None = None, spinning: bool = False,
-                 int8: bool = False) -> ort.InferenceSession:
+                 int8: bool = False, profile_prefix: str | os.PathLike | None = None,
+                 ) -> ort.InferenceSession:
     """An InferenceSession with ORT_ENABLE_ALL and sensible threading.
 
     Args:
@@ -52,7 +53,8 @@ def make_session(onnx_path: str | os.PathLike, device: str = "cpu",
         spinning: let idle pool threads spin (ONNX Runtime's default) instead of sleeping.
         int8: the graph is a QDQ graph. Its convolutions run as QLinearConv in NHWC, so the
             blocked (NCHWc) layout only serves the float head, and converting into it cost
-            more than it saved (BiSeSTDC-Seg 256x512: 25.2 -> 24.6 ms, same labels).
+            more than it saved (benchmarks/int8_profile.txt).
+        profile_prefix: write ONNX Runtime's per-operator profile there (benchmarks).
     """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -63,6 +65,9 @@ def make_session(onnx_path: str | os.PathLike, device: str = "cpu",
     # decoding, rendering and publishing (and other nodes), and a spinning pool takes those
     # cores away (benchmarks/ort_spinning.txt: both settings measured side by side).
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
     providers: list = ["CPUExecutionProvider"]
     if device.startswith("cuda"):
         if not cuda_provider_available():

@@ -35,7 +35,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -99,9 +99,9 @@ DEFAULT_CALIB_COUNT = 32
 RECIPE_VERSION = 3
 DEFAULT_SELECT_COUNT = 8
 # 0.2 percentage points of label agreement: a float layer costs its convert-to-float and its
-# float kernel, about 4 % of BiSeSTDC-Seg's int8 time at 256x512 for the head convolution (25.3
-# vs 24.2 ms); below 0.2 points of agreement (the accuracy targets leave several points) that
-# time buys too little.
+# float kernel (BiSeSTDC-Seg's float head and resize: 0.8 ms, 3 % of its int8 time at 256x512,
+# benchmarks/int8_profile.txt); below 0.2 points of agreement (the accuracy targets leave
+# several points) that time buys too little.
 DEFAULT_MIN_GAIN = 2e-3
 
 
@@ -244,7 +244,7 @@ def quantize_onnx(
     fp32_path: str | os.PathLike, out: str | os.PathLike, calib_frames: Sequence[np.ndarray],
     select_frames: Sequence[np.ndarray] = (), *, target: str = "onnxruntime",
     float_layers: Sequence[str] | None = None, min_gain: float = DEFAULT_MIN_GAIN,
-    calibration: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None, rewrites: bool = True,
 ) -> dict[str, Any]:
     """Write a QDQ int8 copy of an exported fp32 graph, with its sidecar.
 
@@ -258,6 +258,8 @@ def quantize_onnx(
         float_layers: roles from ``FLOAT_CANDIDATES`` to keep float; None measures them.
         min_gain: agreement a float layer must add to be kept float.
         calibration: provenance recorded in the sidecar (source, frame count).
+        rewrites: apply the target's graph rewrites (:mod:`.qdq_rewrites`); off only to
+            measure what they save (``benchmarks/int8_profile.py``).
 
     Returns:
         The int8 sidecar (also written to ``<out>.json``).
@@ -280,6 +282,8 @@ def quantize_onnx(
     channel_order = card.channel_order or "rgb"
     out.parent.mkdir(parents=True, exist_ok=True)
     spec = TARGETS[target]
+    if not rewrites:
+        spec = replace(spec, onnxruntime_rewrites=False)
 
     with tempfile.TemporaryDirectory(prefix="bisestdc-quant-") as tmp:
         tmp_dir = Path(tmp)
