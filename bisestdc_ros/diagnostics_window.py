@@ -2,7 +2,11 @@
 
 The worker thread records each frame's outcome; the diagnostics timer (executor thread) closes
 the window once per period and gets a consistent snapshot. No rclpy here, like
-`frame_slots`: the node turns a `WindowStats` into a DiagnosticStatus.
+`frame_slots`: the rules below turn a `WindowStats` into a level and a message, the node turns
+those into DiagnosticStatus messages.
+
+Status names follow diagnostic_updater (``<fully qualified node name>: <task>``) so that a
+fleet's diagnostic_aggregator can group them by node and camera.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 LATENCY_SAMPLES = 1000  # recent frames kept for the p50/p99 (several windows at camera rates)
+# diagnostic_msgs/DiagnosticStatus levels, as plain ints (no message package here).
+OK, WARN, ERROR = 0, 1, 2
+NODE_TASK = "segmentation"
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class WindowStats:
         last_engine_error: the most recent failure's message ("" if none ever).
         latency_p50_ms, latency_p99_ms: receive -> published over the recent frames (0 if none).
         latency_samples: how many recent frames those percentiles cover.
+        camera_frames, camera_input_errors: per camera (by index), in the window.
     """
 
     elapsed_s: float
@@ -42,6 +50,8 @@ class WindowStats:
     latency_p50_ms: float
     latency_p99_ms: float
     latency_samples: int
+    camera_frames: tuple[int, ...] = ()
+    camera_input_errors: tuple[int, ...] = ()
 
     @property
     def rate_hz(self) -> float:
@@ -52,8 +62,11 @@ class DiagnosticsWindow:
     """Thread-safe per-window counters plus a sliding window of node latencies."""
 
     def __init__(self, latency_samples: int = LATENCY_SAMPLES,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, num_cameras: int = 1):
         self._clock = clock
+        self._num_cameras = num_cameras
+        self._camera_frames = [0] * num_cameras
+        self._camera_input_errors = [0] * num_cameras
         self._lock = threading.Lock()
         self._latencies: deque[float] = deque(maxlen=latency_samples)
         self._start = clock()
@@ -61,14 +74,16 @@ class DiagnosticsWindow:
         self._engine_errors_total = 0
         self._last_engine_error = ""
 
-    def frame_done(self, node_latency_ms: float) -> None:
+    def frame_done(self, node_latency_ms: float, camera: int = 0) -> None:
         with self._lock:
             self._latencies.append(node_latency_ms)
             self._frames += 1
+            self._camera_frames[camera] += 1
 
-    def input_error(self) -> None:
+    def input_error(self, camera: int = 0) -> None:
         with self._lock:
             self._input_errors += 1
+            self._camera_input_errors[camera] += 1
 
     def engine_error(self, message: str) -> None:
         with self._lock:
@@ -89,10 +104,49 @@ class DiagnosticsWindow:
                 engine_errors_total=self._engine_errors_total,
                 last_engine_error=self._last_engine_error,
                 latency_p50_ms=0.0, latency_p99_ms=0.0, latency_samples=int(latencies.size),
+                camera_frames=tuple(self._camera_frames),
+                camera_input_errors=tuple(self._camera_input_errors),
             )
             self._start = now
             self._frames = self._input_errors = self._engine_errors = 0
+            self._camera_frames = [0] * self._num_cameras
+            self._camera_input_errors = [0] * self._num_cameras
         if latencies.size:  # percentiles outside the lock: the worker must not wait on them
             p50, p99 = np.percentile(latencies, [50, 99])
             stats = replace(stats, latency_p50_ms=float(p50), latency_p99_ms=float(p99))
         return stats
+
+
+def status_name(node_name: str, task: str) -> str:
+    """diagnostic_updater's naming: ``/ns/node: task`` (node_name fully qualified)."""
+    return f"{node_name}: {task}"
+
+
+def node_status(stats: WindowStats, random_weights: bool,
+                latency_budget_ms: float) -> tuple[int, str]:
+    """Level and message of the node's own status; the worst condition wins."""
+    if stats.engine_errors:
+        return ERROR, f"engine failed: {stats.last_engine_error}"
+    if random_weights:
+        # Operators must see that the outputs are meaningless, even when all else is fine.
+        return WARN, "random weights: no weights, onnx or engine_path set; outputs are meaningless"
+    if stats.latency_samples and stats.latency_p99_ms > latency_budget_ms:
+        return WARN, (f"p99 latency {stats.latency_p99_ms:.1f} ms above budget "
+                      f"{latency_budget_ms:.1f} ms")
+    if stats.input_errors:
+        return WARN, f"{stats.input_errors} malformed input frames"
+    if stats.frames == 0:
+        return OK, "waiting for frames"
+    return OK, "segmenting"
+
+
+def camera_status(stats: WindowStats, camera: int) -> tuple[int, str]:
+    """Level and message of one camera's status, from its share of the window."""
+    frames = stats.camera_frames[camera] if camera < len(stats.camera_frames) else 0
+    errors = (stats.camera_input_errors[camera]
+              if camera < len(stats.camera_input_errors) else 0)
+    if errors:
+        return WARN, f"{errors} malformed input frames"
+    if frames == 0:
+        return OK, "waiting for frames"
+    return OK, f"{frames / stats.elapsed_s:.1f} Hz"

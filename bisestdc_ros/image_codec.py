@@ -23,7 +23,13 @@ cv_bridge/src/cv_bridge.cpp, getConversionCodes()):
   input depend on each frame's contents. ``is_bigendian`` is honoured (cv_bridge byte-swaps
   with mixChannels likewise).
 - yuv422 (UYVY byte order, ROS's historical name) -> COLOR_YUV2BGR_UYVY;
-  yuv422_yuy2 (YUYV) -> COLOR_YUV2BGR_YUY2. Both need an even width.
+  yuv422_yuy2 (YUYV) -> COLOR_YUV2BGR_YUY2. Both need an even width: cv_bridge hands the
+  CV_8UC2 Mat (width x height, the message's step) to cvtColor, whose FROM_UYVY size check
+  (``CV_Assert(sz.width % 2 == 0)``, OpenCV 4.x and 5.x, for the BGR, RGB, BGRA, RGBA and GRAY
+  codes alike) throws for an odd width, so cv_bridge decodes no odd-width yuv422 frame to any
+  colour encoding; only ``passthrough`` returns it, still 2-channel, which is no frame. The
+  codec refuses it too, after the step and data-size checks cv_bridge's matFromImage makes
+  first, so a malformed odd-width message is refused for the same reason cv_bridge gives.
 - Bayer: OpenCV names its Bayer codes after the 2x2 block starting at the *second* row and
   column, so cv_bridge maps bayer_rggb8 -> COLOR_BayerBG2BGR, bayer_bggr8 -> COLOR_BayerRG2BGR,
   bayer_gbrg8 -> COLOR_BayerGR2BGR, bayer_grbg8 -> COLOR_BayerGB2BGR; the same mapping is used
@@ -103,6 +109,9 @@ _LAYOUTS: dict[str, _Layout] = {
     "bayer_grbg16": _Layout(1, 2, cv2.COLOR_BayerGB2BGR, BGR),
 }
 
+# Packed 4:2:2 codes: each U, V pair belongs to two pixels, so cvtColor wants an even width.
+_PAIRED_PIXEL_CODES = frozenset({cv2.COLOR_YUV2BGR_UYVY, cv2.COLOR_YUV2BGR_YUY2})
+
 # cv_bridge's 16 -> 8 bit depth change: convertTo(..., 255. / 65535.), rounded and saturated.
 _SCALE_16_TO_8 = 255.0 / 65535.0
 
@@ -143,13 +152,18 @@ def decode_raw(
             f"step {step} < width * channels * bytes ({width} * {layout.channels} * "
             f"{layout.bytes_per_channel} = {row_bytes})"
         )
-    if encoding.startswith("yuv422") and width % 2:
-        raise ImageDecodeError(f"{encoding} needs an even width, got {width}")
     buffer = np.frombuffer(data, np.uint8)
     if buffer.size < step * height:
         raise ImageDecodeError(
             f"data has {buffer.size} bytes, expected step * height = {step} * {height} = "
             f"{step * height}"
+        )
+    if layout.conversion in _PAIRED_PIXEL_CODES and width % 2:
+        # cv_bridge refuses these too (cvtColor asserts an even width, see the module
+        # docstring); checked here, not left to cv2, so the reason is one line naming both.
+        raise ImageDecodeError(
+            f"{encoding} needs an even width (2 pixels share each U, V pair), got width "
+            f"{width}; cv_bridge's cvtColor refuses it as well"
         )
     # Rows are a strided view: padding (step > row_bytes) is skipped without a copy.
     rows = buffer[: step * height].reshape(height, step)[:, :row_bytes]

@@ -49,7 +49,8 @@ class FrameProducts:
         objects: small objects in frame pixels.
         small_object_classes: names of the classes reported as small objects, in order.
         source: who produced the frame (node and camera), the latency message's status name.
-        camera_topic: the input topic, the latency message's hardware id.
+        camera_topic: the (resolved) input topic.
+        hardware_id: the node's diagnostics hardware id ("": the camera topic).
         timings: the frame's stage timings (complete once the image outputs are published).
         counters: per camera: drops, input_errors, dds_lost (read with the timings).
     """
@@ -63,6 +64,7 @@ class FrameProducts:
     small_object_classes: tuple[str, ...] = ()
     source: str = ""
     camera_topic: str = ""
+    hardware_id: str = ""
     timings: StageTimings = field(default_factory=StageTimings)
     counters: dict[str, int] = field(default_factory=dict)
 
@@ -97,8 +99,8 @@ def _latency(frame: FrameProducts) -> DiagnosticArray:
         count = sum(o.class_name == name for o in frame.objects)
         values.append(KeyValue(key=f"small_objects/{name}", value=str(count)))
     status = DiagnosticStatus(level=DiagnosticStatus.OK, name=frame.source,
-                              message="frame segmented", hardware_id=frame.camera_topic,
-                              values=values)
+                              message="frame segmented",
+                              hardware_id=frame.hardware_id or frame.camera_topic, values=values)
     return DiagnosticArray(header=frame.header, status=[status])
 
 

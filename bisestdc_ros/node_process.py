@@ -22,9 +22,13 @@ FASTDDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE",)
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
-def segment_node_command(ros_args: list[str]) -> list[str]:
-    """``python -m bisestdc_ros.segment_node --ros-args ...`` with this interpreter."""
-    return [sys.executable, "-m", "bisestdc_ros.segment_node", "--ros-args", *ros_args]
+def segment_node_command(ros_args: list[str], managed: bool = False) -> list[str]:
+    """``python -m bisestdc_ros.segment_node [--managed] --ros-args ...`` with this interpreter.
+
+    ``managed`` starts a lifecycle node, unconfigured until someone drives its transitions.
+    """
+    flags = ["--managed"] if managed else []
+    return [sys.executable, "-m", "bisestdc_ros.segment_node", *flags, "--ros-args", *ros_args]
 
 
 def fastdds_profile() -> Path | None:

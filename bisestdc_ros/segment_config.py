@@ -80,6 +80,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "/diagnostics turns WARN when the p99 receive-to-publish latency exceeds it",
                   False),
     ParameterSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", True),
+    ParameterSpec("hardware_id", "",
+                  "hardware_id of every /diagnostics status of the node; empty: the fully "
+                  "qualified node name (stable, and distinct per node in a fleet)", True),
 )
 
 DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMETERS}
@@ -112,6 +115,7 @@ class SegmentConfig:
     small_object_min_area: int
     latency_budget_ms: float
     diagnostics_period: float
+    hardware_id: str
 
     @property
     def network_size(self) -> tuple[int, int] | None:
@@ -173,7 +177,7 @@ def validate(
         raise ConfigError(f"unknown parameters: {', '.join(sorted(unknown))}")
     v = {**DEFAULTS, **values}
 
-    for name in ("weights", "onnx", "engine_path", "model_name"):
+    for name in ("weights", "onnx", "engine_path", "model_name", "hardware_id"):
         if not isinstance(v[name], str):
             raise ConfigError(f"{name} must be a string; got {v[name]!r}")
     if not v["model_name"]:

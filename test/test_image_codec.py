@@ -95,6 +95,54 @@ def test_yuv422_variants_match_opencv():
         decode_raw("yuv422", 4, 5, 10, False, bytes(40))
 
 
+# What cv_bridge runs for each packed 4:2:2 encoding (getConversionCodes: bgr8 and rgb8 targets).
+YUV422_CODES = {"yuv422": (cv2.COLOR_YUV2BGR_UYVY, cv2.COLOR_YUV2RGB_UYVY),
+                "yuv422_yuy2": (cv2.COLOR_YUV2BGR_YUY2, cv2.COLOR_YUV2RGB_YUY2)}
+
+
+@pytest.mark.parametrize("width", [1, 3, 641])
+@pytest.mark.parametrize("encoding", ["yuv422", "yuv422_yuy2"])
+def test_odd_width_yuv422_is_refused_like_cv_bridge(encoding, width):
+    # cv_bridge builds a CV_8UC2 Mat of width x height with the message's step and calls
+    # cvtColor, which asserts an even width: bgr8 and rgb8 alike, unpadded and padded rows.
+    # The codec refuses the same frames, with one line naming the encoding and the width.
+    height = 3
+    packed = np.random.default_rng(width).integers(0, 256, (height, width, 2), dtype=np.uint8)
+    for step in (2 * width, 2 * width + 3):
+        rows = np.frombuffer(pad_rows(packed.reshape(height, 2 * width), step), np.uint8)
+        mat = rows.reshape(height, step)[:, : 2 * width].reshape(height, width, 2)
+        for code in YUV422_CODES[encoding]:
+            with pytest.raises(cv2.error, match="width % 2 == 0"):
+                cv2.cvtColor(mat, code)
+        with pytest.raises(ImageDecodeError) as info:
+            decode_raw(encoding, height, width, step, False, rows.tobytes())
+        reason = info.value.reason
+        assert "\n" not in reason
+        assert reason.startswith(f"{encoding} needs an even width")
+        assert f"width {width};" in reason
+    # Malformed layouts are refused for the reason cv_bridge's matFromImage gives first.
+    with pytest.raises(ImageDecodeError, match="step"):
+        decode_raw(encoding, height, width, 2 * width - 1, False, bytes(2 * width * height))
+    with pytest.raises(ImageDecodeError, match="data has"):
+        decode_raw(encoding, height, width, 2 * width, False, bytes(2 * width * height - 1))
+
+
+@pytest.mark.parametrize("width", [2, 640])
+@pytest.mark.parametrize("encoding", ["yuv422", "yuv422_yuy2"])
+def test_even_width_yuv422_with_padding_matches_cv_bridge(encoding, width):
+    # The even neighbours of the refused widths decode as cv_bridge's cvtColor does, padded
+    # rows included (the Mat is a strided view, as cv_bridge's Mat with the message's step).
+    height = 3
+    packed = np.random.default_rng(width).integers(0, 256, (height, width, 2), dtype=np.uint8)
+    step = 2 * width + 3
+    frame, order = decode_raw(encoding, height, width, step, False,
+                              pad_rows(packed.reshape(height, 2 * width), step))
+    bgr_code, rgb_code = YUV422_CODES[encoding]
+    assert order == "bgr"
+    np.testing.assert_array_equal(frame, cv2.cvtColor(packed, bgr_code))
+    np.testing.assert_array_equal(frame, cv2.cvtColor(packed, rgb_code)[..., ::-1])
+
+
 @pytest.mark.parametrize(
     ("encoding", "pattern"),
     # Which pixel of each 2x2 block is red, green, blue in the ROS encoding name.
