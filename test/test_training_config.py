@@ -59,7 +59,10 @@ def bad_values(key: str, f, annotation) -> list[str]:
         out = ["7", "[]" if bounds.min_len else "[[1]]"]
         if bounds.max_len is not None:
             out.append(str([64] * (bounds.max_len + 1)))
-        good = f.default_factory()[0]  # next to a valid item, the bad one is the reason
+        # Next to a valid item, the bad one is the reason (an empty default: the lower bound).
+        default = f.default_factory()
+        good = default[0] if default else (bounds.ge if bounds.ge is not None else 1)
+        good = int(good) if item is int else good
         sample = [f"[{v}, {good}]" for v in _bad_numbers(bounds, item is int)]
         return out + sample
     if bounds is not None:
@@ -196,7 +199,8 @@ RESOLVED = json.loads((REPO_ROOT / "test/data/training_configs_resolved.json").r
 
 
 def test_snapshot_covers_every_shipped_config():
-    assert sorted(RESOLVED) == [p.name for p in SHIPPED] and len(SHIPPED) == 12
+    # test/data/regenerate_config_snapshot.py rewrites the snapshot when a change is intended.
+    assert SHIPPED and sorted(RESOLVED) == [p.name for p in SHIPPED]
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)

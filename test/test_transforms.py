@@ -140,3 +140,32 @@ def test_pipelines():
     ev = build_eval_transforms(0.5)(colour_coded_sample())
     assert ev["image"].shape == (3, 48, 64) and ev["label"].shape == (96, 128)
     assert build_eval_transforms(1.0)(colour_coded_sample())["image"].shape == (3, 96, 128)
+
+
+def _frame_with_one_pole(h: int = 360, w: int = 480) -> dict:
+    """A frame of class 1 with a 3-pixel-wide vertical strip of class 2 (a pole) at one side."""
+    label = np.ones((h, w), np.uint8)
+    label[100:300, 440:443] = 2
+    image = np.repeat(label[..., None] * 60, 3, axis=2).astype(np.uint8)
+    return {"image": image, "label": label}
+
+
+def test_focus_crops_contain_the_focus_class_far_more_often():
+    sample = _frame_with_one_pole()
+    rng = random.Random(0)
+    uniform = RandomCrop((64, 80), rng)
+    focused = RandomCrop((64, 80), rng, focus_classes=[2], focus_prob=1.0)
+    hits_uniform = sum(bool((uniform(sample)["label"] == 2).any()) for _ in range(200))
+    hits_focused = sum(bool((focused(sample)["label"] == 2).any()) for _ in range(200))
+    assert hits_focused == 200  # every class-centred crop holds a pixel of the class
+    assert hits_uniform < 60  # ~4 % of uniform crops do (a 3 x 200 strip in 360 x 480)
+
+
+def test_focus_crops_keep_image_and_label_aligned_and_fall_back_without_the_class():
+    sample = _frame_with_one_pole()
+    crop = RandomCrop((64, 80), random.Random(1), focus_classes=[2, 6], focus_prob=1.0)
+    out = crop(sample)
+    np.testing.assert_array_equal(out["image"][..., 0], out["label"] * 60)
+    # No pixel of class 9 anywhere: a uniform crop, not an error.
+    absent = RandomCrop((64, 80), random.Random(1), focus_classes=[9], focus_prob=1.0)
+    assert absent(sample)["label"].shape == (64, 80)

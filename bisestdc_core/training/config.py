@@ -102,6 +102,9 @@ class DataConfig:
         [0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0, 1.125, 1.25, 1.375, 1.5],
         "random resize factors", gt=0, le=8, min_len=1)
     jitter: float = bounded(0.5, "brightness, contrast and saturation", ge=0, le=1)
+    # Crops centred on these train ids (rare, thin classes) with probability focus_prob.
+    focus_classes: list[int] = bounded([], "train ids for class-centred crops", ge=0, lt=255)
+    focus_prob: float = bounded(0.0, "share of class-centred crops", ge=0, le=1)
     # Per process; at least 2: batch norm after the context path's global pooling has one
     # value per channel and sample, and cannot train on a single one.
     batch_size: int = bounded(6, "per process", ge=2, le=MAX_BATCH)

@@ -101,7 +101,9 @@ def build_train_dataset(cfg: Config) -> SeededSamples:
     """The training split with the seed's augmentations, each sample seeded by its position."""
     dc = cfg.data
     rng = random.Random()
-    transform = build_train_transforms(tuple(dc.crop_size), dc.scales, dc.jitter, rng=rng)
+    transform = build_train_transforms(tuple(dc.crop_size), dc.scales, dc.jitter, rng=rng,
+                                       focus_classes=dc.focus_classes,
+                                       focus_prob=dc.focus_prob)
     dataset = build_dataset(dc.dataset, dc.root, dc.train_split, transform=transform)
     return SeededSamples(dataset, cfg.train.seed, rng)
 
