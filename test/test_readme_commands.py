@@ -1,9 +1,16 @@
-"""Every tool command README.md shows runs as written after the README's set-up: each is run
+"""Every tool command the READMEs show runs as written after the README's set-up: each is run
 with --help (from the repository root, with the .venv's tools on PATH; `ros2 run` / `ros2
-launch` forms where the ROS tools and the colcon-installed package are present)."""
+launch` forms where the ROS tools and the colcon-installed package are present).
+
+The READMEs: README.md (for users), training/README.md (training and evaluation guides) and
+benchmarks/README.md (results, reliability, verification). README.md keeps exactly two set-up
+commands for a fresh machine (`make demo`, `make test`; .ci/run runs the test one), shows how to
+run the node on one's own camera in its first screen, and every relative link in the READMEs
+resolves."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -16,13 +23,15 @@ from ros_overlay import require_installed_package, require_ros_tools
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 README = REPO_ROOT / "README.md"
+# Every README whose commands are run; README.md first.
+DOCS = (README, REPO_ROOT / "training" / "README.md", REPO_ROOT / "benchmarks" / "README.md")
 PACKAGE = "bisestdc_ros"
 TIMEOUT = 180
 
 
-def readme_commands() -> list[str]:
-    """Commands in README's bash blocks (continuations joined) and in inline code spans."""
-    text = README.read_text()
+def readme_commands(docs: tuple[Path, ...] = DOCS) -> list[str]:
+    """Commands in the READMEs' bash blocks (continuations joined) and in inline code spans."""
+    text = "\n".join(doc.read_text() for doc in docs)
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -60,9 +69,85 @@ TOOLS = sorted({tool for c in readme_commands() if (tool := tool_of(c)) is not N
 def test_readme_shows_both_forms_of_every_tool():
     scripts = re.findall(r'"([\w-]+) = [\w.]+:\w+"', (REPO_ROOT / "setup.py").read_text())
     assert scripts, "no console scripts found in setup.py"
+    tools = {tool for c in readme_commands((README,)) if (tool := tool_of(c)) is not None}
     for script in scripts:
-        assert ("ros2 run", script) in TOOLS, f"README never shows `ros2 run {PACKAGE} {script}`"
-        assert ("path", script) in TOOLS, f"README never shows `{script}` on the PATH"
+        assert ("ros2 run", script) in tools, f"README never shows `ros2 run {PACKAGE} {script}`"
+        assert ("path", script) in tools, f"README never shows `{script}` on the PATH"
+
+
+def _section(text: str, heading: str) -> str:
+    """The text under a markdown heading, up to the next heading of any level."""
+    match = re.search(rf"^#+ {re.escape(heading)}\n(.*?)(?=^#+ |\Z)", text, re.S | re.M)
+    assert match, f"README.md has no section {heading!r}"
+    return match.group(1)
+
+
+def test_fresh_machine_has_exactly_two_setup_commands():
+    """`make demo` runs the demo and `make test` the tests, both installing into .venv; CI
+    (.ci/run) runs the test command README.md gives."""
+    section = _section(README.read_text(), "Two commands for a fresh machine")
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    assert len(blocks) == 1, "the fresh-machine section should hold one bash block"
+    commands = [line.split("#")[0].strip() for line in blocks[0].splitlines()
+                if line.split("#")[0].strip()]
+    assert commands == ["make demo", "make test"], commands
+    assert ".venv" in section
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert re.search(r"^test: venv\b", makefile, re.M), "make test must build .venv itself"
+    assert re.search(r"^demo: venv\b", makefile, re.M), "make demo must build .venv itself"
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test\b", ci, re.M), ".ci/run no longer runs `make test`"
+
+
+def test_first_screen_runs_the_node_on_ones_own_camera():
+    lines = README.read_text().splitlines()
+    assert len(lines) < 400, f"README.md has {len(lines)} lines; keep it under 400 for users"
+    first_screen = "\n".join(lines[:40])
+    launch = f"ros2 launch {PACKAGE} segment.launch.py image_topics:="
+    assert any(launch in line and "weights:=" in line for line in lines[:40]), first_screen
+    assert any(launch in line and "onnx:=" in line for line in lines[:40]), first_screen
+
+
+def _launch_module():
+    spec = importlib.util.spec_from_file_location(
+        "segment_launch_for_readme", REPO_ROOT / "launch" / "segment.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_launch_arguments_in_the_readmes_exist():
+    """Every `name:=value` given to `ros2 launch ... segment.launch.py` is a declared argument."""
+    declared = set(_launch_module().LAUNCH_ARGUMENTS)
+    used = set()
+    for command in readme_commands():
+        words = shlex.split(command)
+        if words[:3] == ["ros2", "launch", PACKAGE]:
+            used |= {w.split(":=")[0] for w in words[4:] if ":=" in w}
+    assert used, "no launch arguments found in the READMEs"
+    assert used <= declared, f"not launch arguments: {sorted(used - declared)}"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(REPO_ROOT)) for d in DOCS])
+def test_relative_links_resolve(doc):
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert links or doc != README, "README.md links to nothing"
+    for link in links:
+        if re.match(r"[a-z]+:", link):
+            continue  # http(s), mailto: not checked offline
+        path, _, anchor = link.partition("#")
+        target = (doc.parent / path).resolve() if path else doc
+        assert target.exists(), f"{doc.name}: link to missing {link}"
+        if anchor:
+            headings = re.findall(r"^#+ (.*)$", re.sub(r"```.*?```", "", target.read_text(),
+                                                       flags=re.S), re.M)
+            assert anchor in {_anchor(h) for h in headings}, f"{doc.name}: no anchor {link}"
 
 
 @pytest.mark.parametrize("tool", TOOLS, ids=[" ".join(t) for t in TOOLS])
