@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .command_line import add_debug_flag, require_file, run_command
 from .inference import Segmenter
 from .inference.cli_args import add_segmenter_arguments, segmenter_from_args
 from .inference.onnxruntime_engine import usable_cores
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="benchmarks", help="output folder")
     parser.add_argument("--name", default="latency", help="file stem for .json and .md")
     parser.add_argument("--note", default="", help="a line added to the Markdown report")
+    add_debug_flag(parser)
     return parser
 
 
@@ -233,6 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--weights times the one network it holds: give a single --models entry")
     args.argv = argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_command(_benchmark, args)
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    require_file(args.weights, "--weights")
     report = run_benchmark(args)
     json_path, md_path = write_report(report, Path(args.out), args.name)
     print(markdown_table(report))

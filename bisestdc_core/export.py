@@ -25,12 +25,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from .command_line import UsageError, add_debug_flag, require_file, run_command
 from .inference.cli_args import add_segmenter_arguments
 from .inference.loading import card_with_class_set, file_sha256, load_network
 from .inference.model_files import read_sidecar, sidecar_path
 from .inference.onnx_export import OPSET, export_onnx
 from .inference.registry import ENGINES
-from .model_card import CHANNEL_ORDERS
+from .model_card import CHANNEL_ORDERS, check_network_size
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_quantize_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true")
+    add_debug_flag(parser)
     return parser
 
 
@@ -115,20 +117,32 @@ def check_tensorrt(onnx_path: str | os.PathLike) -> int:
     return 0 if accepted else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None,
+         errors: tuple[type[BaseException], ...] = ()) -> int:
+    """The command; ``errors``: more error types its boundary reports in one line (the ROS
+    tools' bag errors)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.check_tensorrt and not args.out:
+        parser.error("--out is required (unless --check-tensorrt)")
+    if args.weights and args.seed_weights:
+        parser.error("give either --weights or --seed-weights, not both")
+    return run_command(run_export, args, errors)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """What the command does with its parsed ``args``."""
     if args.check_tensorrt:
         try:
             return check_tensorrt(args.check_tensorrt)
         except ValueError as error:
-            raise SystemExit(f"bisestdc-export: {error}") from error
-    if not args.out:
-        parser.error("--out is required (unless --check-tensorrt)")
-    if args.weights and args.seed_weights:
-        raise SystemExit("give either --weights or --seed-weights, not both")
+            raise UsageError(f"--check-tensorrt: {error}") from error
+    weights = args.weights or args.seed_weights
+    require_file(weights, "--weights" if args.weights else "--seed-weights")
+    network_size = (check_network_size(list(args.network_size), "--network-size")
+                    if args.network_size else None)
     calibration = None
     if args.tensorrt and args.precision == "int8":
         from .inference.calibration_data import CalibrationSource  # noqa: PLC0415
@@ -140,12 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if calibration.given:
                 calibration.validate()
         except ValueError as error:
-            raise SystemExit(f"bisestdc-export: {error}") from error
-    weights = args.weights or args.seed_weights
+            raise UsageError(str(error)) from error
     network, card = load_network(weights, args.model_name, args.num_classes)
-    card = card_with_class_set(card, args.class_set)
-    if args.network_size:
-        card = card.replace(network_size=tuple(args.network_size))
+    try:
+        card = card_with_class_set(card, args.class_set)
+    except ValueError as error:
+        raise UsageError(f"{weights or '--class-set'}: {error}") from error
+    if network_size:
+        card = card.replace(network_size=network_size)
     export_onnx(
         network, args.out, card, input_size=args.input_size,
         channel_order=args.channel_order, dynamic=args.dynamic, confidence=args.confidence,
@@ -157,12 +173,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.precision == "int8":
         from .inference import quantize  # noqa: PLC0415
 
-        qdq = quantize.quantize_from_sources(
-            args.out, quantize.int8_path(args.out), target=args.int8_target,
-            calib_images=args.calib_images, calib_bag=args.calib_bag,
-            calib_topic=args.calib_topic, calib_count=args.calib_count,
-            select_count=args.select_count,
-            float_layers=quantize.parse_float_layers(args.float_layers))
+        try:
+            qdq = quantize.quantize_from_sources(
+                args.out, quantize.int8_path(args.out), target=args.int8_target,
+                calib_images=args.calib_images, calib_bag=args.calib_bag,
+                calib_topic=args.calib_topic, calib_count=args.calib_count,
+                select_count=args.select_count,
+                float_layers=quantize.parse_float_layers(args.float_layers))
+        except ValueError as error:  # calibration inputs, float layers
+            raise UsageError(str(error)) from error
         print(f"int8 QDQ ONNX: {quantize.int8_path(args.out)} (float layers: "
               f"{', '.join(qdq['quantization']['float_layers']) or 'none'})")
     if args.tensorrt:
@@ -175,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 calibration=calibration, calib_cache=args.calib_cache,
             )
         except ValueError as error:  # int8 inputs, checked before TensorRT loads
-            raise SystemExit(f"bisestdc-export: {error}") from error
+            raise UsageError(str(error)) from error
         print(f"TensorRT engine: {engine}")
     return 0
 

@@ -3,13 +3,18 @@
 Three kinds of file carry a card: a project checkpoint (its top-level keys), an exported ONNX
 graph (its ``<file>.onnx.json`` sidecar) and a TensorRT engine (its ``<file>.engine.json``
 sidecar, which embeds the ONNX one). :meth:`ModelCard.from_dict` is the one reader of those
-keys (every field checked against its bounds before anything is allocated for it) and
+keys (every field checked against its bounds before anything is allocated for it, by the same
+rules for every reader: the node, the bag evaluator, evaluation, export, packaging) and
 :meth:`ModelCard.to_dict` the one writer; the files' own records (hashes, cache keys,
 training state) stay beside the card in each format.
 
 A checkpoint fixes what the network is (model, classes, normalisation, a default network
 size); an exported file also fixes how it runs (channel order, precision, outputs, input size),
 so those fields are None on a checkpoint's card.
+
+:func:`card_class_set` is the one policy for a card's class set: a class set name that is not
+known (a card from a newer or a private training setup) falls back to the known set with the
+card's class count.
 
 This module imports neither torch nor onnx: the ROS node's configuration reads it.
 """
@@ -22,7 +27,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .classes import MAX_CLASSES
+from .classes import CLASS_SETS, MAX_CLASSES, ClassSet, get_class_set
 from .normalization import IMAGENET_MEAN, IMAGENET_STD
 
 # The numeric precisions a network can be stored or run at (the engines' registry says which
@@ -34,6 +39,10 @@ CHANNEL_ORDERS = ("rgb", "bgr")
 # Networks run at most at Cityscapes' full 1024 x 2048 in either orientation (larger inputs
 # would only cost start-up memory: a hostile card asked for 8192 x 16384).
 MIN_NETWORK_SIDE, MAX_NETWORK_SIDE = 32, 2048
+# The deepest feature map is at 1/32 of the input: a network side that is not a multiple of it
+# leaves the decoder's upsampled maps misaligned with the shallower ones (and the engines'
+# fixed shapes and the node's network_height/width take only such sides).
+NETWORK_STRIDE = 32
 # A fixed graph input may be any camera size, up to twice the largest network side.
 MAX_INPUT_SIDE = 2 * MAX_NETWORK_SIDE
 
@@ -152,12 +161,14 @@ class ModelCard:
                 isinstance(float_layers, (list, tuple))
                 and all(isinstance(r, str) for r in float_layers)):
             raise refuse("float_layers", "must be a list of layer roles")
+        network_size = _size(data, "network_size", refuse, MIN_NETWORK_SIDE, MAX_NETWORK_SIDE)
+        if network_size is not None and any(side % NETWORK_STRIDE for side in network_size):
+            raise refuse("network_size", NETWORK_SIZE_RULE)
         return cls(
             model=model, num_classes=num_classes, class_set=data.get("class_set"),
             class_names=tuple(class_names) if class_names is not None else None,
             mean=stats["mean"], std=stats["std"],
-            network_size=_size(data, "network_size", refuse, MIN_NETWORK_SIDE,
-                               MAX_NETWORK_SIDE),
+            network_size=network_size,
             eval_scale=float(eval_scale) if eval_scale is not None else None,
             channel_order=channel_order, precision=precision,
             outputs=tuple(outputs) if outputs is not None else None,
@@ -184,6 +195,53 @@ class ModelCard:
     def replace(self, **changes: Any) -> ModelCard:
         """A copy with ``changes`` (the card is frozen)."""
         return replace(self, **changes)
+
+
+NETWORK_SIZE_RULE = (f"must be [height, width], multiples of {NETWORK_STRIDE} (the network's "
+                     f"deepest stride) in [{MIN_NETWORK_SIDE}, {MAX_NETWORK_SIDE}]")
+
+
+def check_network_size(size: Any, source: str | os.PathLike,
+                       name: str = "network_size") -> tuple[int, int]:
+    """``size`` as (H, W) if a card would accept it as its ``network_size`` (the one rule, for
+    sizes given as options too: ``--network-size``).
+
+    Raises:
+        ModelCardError: ``"<source>: card field '<name>' = <value>: <requirement>"``.
+    """
+    card = ModelCard.from_dict({"model": "any", "num_classes": 1, "network_size": size}, source)
+    if card.network_size is None:
+        raise ModelCardError(f"{source}: card field {name!r} = None: {NETWORK_SIZE_RULE}")
+    return card.network_size
+
+
+def card_class_set(card: ModelCard, requested: str | ClassSet | None = None) -> ClassSet | None:
+    """The class set of ``card``'s train ids, by the one policy of every reader.
+
+    ``requested`` (an option) wins; else the card's class set if it is a known one; else (an
+    unknown name, or none) the known class set with the card's class count. None: no known
+    class set has that many classes (callers number the classes).
+
+    Raises:
+        ModelCardError: ``requested`` is unknown, or its class count is not the card's.
+    """
+    if isinstance(requested, ClassSet):
+        chosen: ClassSet | None = requested
+    elif requested is not None:
+        try:
+            chosen = get_class_set(requested)
+        except ValueError as error:
+            raise ModelCardError(f"{card.source}: {error}") from None
+    elif card.class_set in CLASS_SETS:
+        chosen = CLASS_SETS[card.class_set]
+    else:
+        chosen = next((c for c in CLASS_SETS.values() if c.num_classes == card.num_classes),
+                      None)
+    if chosen is not None and chosen.num_classes != card.num_classes:
+        raise ModelCardError(f"{card.source}: class set {chosen.name!r} has "
+                             f"{chosen.num_classes} classes but the network predicts "
+                             f"{card.num_classes}")
+    return chosen
 
 
 def _is_int(value: Any) -> bool:

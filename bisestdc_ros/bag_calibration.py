@@ -61,7 +61,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     from bisestdc_core import export  # noqa: PLC0415 - torch and onnx, only for this tool
 
     register()
-    return export.main(argv)
+    return export.main(argv, errors=(BagError,))
 
 
 def quantize_main(argv: Sequence[str] | None = None) -> int:
@@ -69,4 +69,4 @@ def quantize_main(argv: Sequence[str] | None = None) -> int:
     from bisestdc_core.inference import quantize  # noqa: PLC0415
 
     register()
-    return quantize.main(argv)
+    return quantize.main(argv, errors=(BagError,))

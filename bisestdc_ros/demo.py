@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from bisestdc_core.command_line import tool_options
+from bisestdc_core.command_line import add_debug_flag, require_file, run_command, tool_options
 from bisestdc_core.inference.registry import AUTO, ENGINE_CHOICES
 from bisestdc_ros import bag_eval, make_bag
 from bisestdc_ros.bag_eval.cli import summary_line as bag_eval_summary
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=4.0, help="camera rate (Hz)")
     parser.add_argument("--seed", type=int, default=7, help="scene seed (unseen in training)")
     parser.add_argument("--storage", default="mcap", choices=("sqlite3", "mcap"))
+    add_debug_flag(parser)
     return parser
 
 
@@ -60,9 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The demo's DDS traffic stays on this machine.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    if not args.weights.is_file():
-        print(f"error: checkpoint not found: {args.weights}", file=sys.stderr)
-        return 1
+    try:
+        return run_command(_demo, args, errors=(BagError, bag_eval.EvalError))
+    except KeyboardInterrupt:
+        log.error("interrupted: stopped before the summary")
+        return 130
+
+
+def _demo(args: argparse.Namespace) -> int:
+    require_file(args.weights, "--weights")
     bag = args.out / "drive_bag"
     report_dir = args.out / "report"
     started = time.perf_counter()
@@ -72,26 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     if bag.exists():
         shutil.rmtree(bag)
     args.out.mkdir(parents=True, exist_ok=True)
-    try:
-        counts = make_bag.make_bag(tool_options(
-            make_bag.build_parser(), source="synthetic", frames=args.frames,
-            height=args.height, width=args.width, rate=args.rate, seed=args.seed,
-            storage=args.storage, out=bag))
-        print(make_bag.summary_line(bag, counts))
+    counts = make_bag.make_bag(tool_options(
+        make_bag.build_parser(), source="synthetic", frames=args.frames,
+        height=args.height, width=args.width, rate=args.rate, seed=args.seed,
+        storage=args.storage, out=bag))
+    print(make_bag.summary_line(bag, counts))
 
-        _step(2, 3, f"Starting segment_node (engine {args.engine}, weights "
-                    f"{args.weights.name}) and replaying the bag on ROS 2 topics: closed loop "
-                    f"for the scores, then at {args.rate:g} Hz for latency and drops")
-        report = bag_eval.evaluate(tool_options(
-            bag_eval.build_parser(), bag=bag, mode="live", weights=str(args.weights),
-            engine=args.engine, device="cpu", reliable=True, replay="both", out=report_dir))
-        print(bag_eval_summary(report, report_dir))
-    except (BagError, bag_eval.EvalError, FileNotFoundError, ValueError) as error:
-        log.error("%s", error)
-        return 1
-    except KeyboardInterrupt:
-        log.error("interrupted: stopped before the summary")
-        return 130
+    _step(2, 3, f"Starting segment_node (engine {args.engine}, weights "
+                f"{args.weights.name}) and replaying the bag on ROS 2 topics: closed loop "
+                f"for the scores, then at {args.rate:g} Hz for latency and drops")
+    report = bag_eval.evaluate(tool_options(
+        bag_eval.build_parser(), bag=bag, mode="live", weights=str(args.weights),
+        engine=args.engine, device="cpu", reliable=True, replay="both", out=report_dir))
+    print(bag_eval_summary(report, report_dir))
 
     _step(3, 3, "Summary")
     print(summary_text(report, report_dir, time.perf_counter() - started))

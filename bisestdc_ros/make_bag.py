@@ -42,6 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bisestdc_core.classes import CLASS_SETS
+from bisestdc_core.command_line import UsageError, add_debug_flag, run_command
 from bisestdc_ros.bag_io import (
     CAMERA_INFO,
     CLASS_SET_KEY,
@@ -94,27 +95,34 @@ def dataset_frames(kind: str, root: Path, split: str, city: str | None,
     """(frame count, frames) of a dataset on disk, in name order.
 
     Raises:
-        FileNotFoundError / ValueError: a missing folder, no images, no frames of ``city``.
+        UsageError: a missing folder, no images, no frames of ``city``, an unreadable frame
+            (when the frames are read).
     """
     from bisestdc_core.classes import get_class_set  # noqa: PLC0415
     from bisestdc_core.data import build_dataset  # noqa: PLC0415
 
     extra = {"class_set": get_class_set(class_set)} if kind == "folder" else {}
-    dataset = build_dataset(kind, root, split, label_dir=label_dir, **extra)
+    try:
+        dataset = build_dataset(kind, root, split, label_dir=label_dir, **extra)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--root: {error}") from error
     indices = list(range(len(dataset)))
     if city is not None:
         if kind != "cityscapes":
-            raise ValueError("--city applies to --source cityscapes only")
+            raise UsageError("--city applies to --source cityscapes only")
         indices = [i for i in indices if dataset.items[i][1].parent.name == city]
         if not indices:
             cities = sorted({item[1].parent.name for item in dataset.items})
-            raise ValueError(f"no frames of city {city!r} in {root} ({split}); cities: {cities}")
+            raise UsageError(f"no frames of city {city!r} in {root} ({split}); cities: {cities}")
     if limit is not None:
         indices = indices[:limit]
 
     def frames() -> Iterator[Frame]:
         for i in indices:
-            sample = dataset[i]
+            try:
+                sample = dataset[i]
+            except (OSError, ValueError) as error:  # a file that cannot be read, by name
+                raise UsageError(f"--root: {error}") from error
             yield Frame(sample["name"], sample["image"], sample["label"])
 
     return len(indices), frames()
@@ -144,7 +152,7 @@ def write_bag(frames: Iterator[Frame], total: int, args: argparse.Namespace) -> 
         for i, frame in enumerate(tqdm(frames, total=total, desc="frames", unit="frame")):
             if size is not None and frame.rgb.shape[:2] != size:
                 # One camera, one size: consumers (and CameraInfo) assume it.
-                raise ValueError(f"frame {frame.name} is {frame.rgb.shape[1]}x"
+                raise UsageError(f"frame {frame.name} is {frame.rgb.shape[1]}x"
                                  f"{frame.rgb.shape[0]}, earlier frames {size[1]}x{size[0]}")
             size = frame.rgb.shape[:2]
             stamp = start_ns + round(i * NS_PER_S / args.rate)
@@ -161,7 +169,7 @@ def write_bag(frames: Iterator[Frame], total: int, args: argparse.Namespace) -> 
             if frame.labels is not None and not args.no_labels:
                 bag.write(args.labels_topic, labels_msg(frame.labels, header), stamp)
         if size is None:
-            raise ValueError("the source gave no frames")
+            raise UsageError("the source gave no frames")
         return dict(bag.counts)
 
 
@@ -214,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stamp of the first frame, seconds since the epoch")
     out.add_argument("--frame-id", default="camera")
     parser.add_argument("-v", "--verbose", action="store_true")
+    add_debug_flag(parser)
     return parser
 
 
@@ -233,14 +242,13 @@ def make_bag(args: argparse.Namespace) -> dict[str, int]:
     :func:`bisestdc_core.command_line.tool_options`); returns messages per topic.
 
     Raises:
-        ValueError: options that cannot make a bag, a source without frames or with frames of
-            different sizes.
-        FileNotFoundError: a missing dataset folder.
+        UsageError: options that cannot make a bag, a missing dataset folder, a source without
+            frames or with frames of different sizes.
         BagError: the bag cannot be written.
     """
     error = option_error(args)
     if error:
-        raise ValueError(error)
+        raise UsageError(error)
     if args.source == "synthetic":
         total = args.frames or 30
         frames = synthetic_frames(total, args.height, args.width, args.seed)
@@ -259,16 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    error = option_error(args)
-    if error:
-        log.error("%s", error)
-        return 2
-    try:
-        counts = make_bag(args)
-    except (BagError, FileNotFoundError, ValueError) as error:
-        log.error("%s", error)
-        return 1
-    print(summary_line(args.out, counts))
+    return run_command(_make_bag_command, args, errors=(BagError,))
+
+
+def _make_bag_command(args: argparse.Namespace) -> int:
+    print(summary_line(args.out, make_bag(args)))
     return 0
 
 

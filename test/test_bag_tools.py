@@ -9,7 +9,6 @@ must equal a direct ConfusionMatrix computation over the same frames.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -128,13 +127,13 @@ def test_synthetic_bag_round_trip(tmp_path, storage, image_format, compression, 
         assert abs(k[0, 2] - (W - 1) / 2) < 1e-9 and abs(k[1, 2] - (H - 1) / 2) < 1e-9
 
 
-def test_mcap_with_per_message_compression_is_refused(tmp_path, caplog):
-    with caplog.at_level(logging.ERROR):
-        code = make_bag.main(["--source", "synthetic", "--frames", "1", "--height", "8",
-                              "--width", "16", "--storage", "mcap", "--compression", "message",
-                              "--out", str(tmp_path / "bag")])
-    assert code == 1
-    assert "mcap storage does not take per-message compression" in caplog.text
+def test_mcap_with_per_message_compression_is_refused(tmp_path, capsys):
+    code = make_bag.main(["--source", "synthetic", "--frames", "1", "--height", "8",
+                          "--width", "16", "--storage", "mcap", "--compression", "message",
+                          "--out", str(tmp_path / "bag")])
+    assert code == 2  # the one error boundary: one line on stderr, exit 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "mcap storage does not take per-message compression" in err
     assert not (tmp_path / "bag").exists()
 
 
@@ -205,7 +204,7 @@ def test_cityscapes_city_in_name_order(tmp_path):
     for (_, msg), i in zip(messages["/camera/labels_gt"], range(2)):
         np.testing.assert_array_equal(labels_from_msg(msg, IMAGE), dataset[i]["label"])
     assert make_bag.main(["--source", "cityscapes", "--root", str(root), "--city", "nowhere",
-                          "--out", str(tmp_path / "bag2")]) == 1
+                          "--out", str(tmp_path / "bag2")]) == 2
 
 
 def test_help_exits_zero(capsys):
@@ -228,60 +227,62 @@ def no_inference(monkeypatch):
     monkeypatch.setattr(bag_eval.cli, "run_live", refuse)
 
 
-def eval_fails(caplog, bag: Path, weights: Path, *extra: str) -> str:
-    with caplog.at_level(logging.ERROR, logger="bisestdc_ros.bag_eval"):
-        code = bag_eval.main(["--bag", str(bag), "--weights", str(weights), "--network-size",
-                              *NETWORK_SIZE, "--out", str(bag.parent / "report"), *extra])
-    assert code == 1
-    return caplog.text
+def eval_fails(capsys, bag: Path, weights: Path, *extra: str) -> str:
+    capsys.readouterr()  # what making the bag printed
+    code = bag_eval.main(["--bag", str(bag), "--weights", str(weights), "--network-size",
+                          *NETWORK_SIZE, "--out", str(bag.parent / "report"), *extra])
+    assert code == 2  # the one error boundary: one line on stderr, exit 2
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if line.startswith("error: ")], err
+    return err
 
 
 @pytest.mark.parametrize("mode", ["offline", "live"])
-def test_missing_topic_names_the_topics(tmp_path, caplog, no_inference, monkeypatch, mode,
+def test_missing_topic_names_the_topics(tmp_path, capsys, no_inference, monkeypatch, mode,
                                         weights):
     monkeypatch.chdir(tmp_path)
     bag = synthetic_bag(tmp_path / "bag")
-    text = eval_fails(caplog, bag, weights, "--mode", mode, "--image-topic", "/nope/image")
+    text = eval_fails(capsys, bag, weights, "--mode", mode, "--image-topic", "/nope/image")
     assert "/nope/image not in bag" in text and str(bag) in text
     assert "/camera/image_raw (Image, 3 msgs)" in text
-    text = eval_fails(caplog, bag, weights, "--mode", mode, "--labels-topic", "/nope/labels")
+    text = eval_fails(capsys, bag, weights, "--mode", mode, "--labels-topic", "/nope/labels")
     assert "/nope/labels not in bag" in text
 
 
-def test_ambiguous_image_topic(tmp_path, caplog, no_inference, monkeypatch, weights):
+def test_ambiguous_image_topic(tmp_path, capsys, no_inference, monkeypatch, weights):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "bag"
     with BagWriter(path) as bag:
         for topic in ("/a/image_raw", "/b/image_raw", "/camera/labels_gt"):
             bag.add_topic(topic, IMAGE)
             bag.write(topic, labels_msg(np.zeros((H, W), np.uint8), header_msg(1, "c")), 1)
-    text = eval_fails(caplog, path, weights)
+    text = eval_fails(capsys, path, weights)
     assert "several image topics (/a/image_raw, /b/image_raw)" in text
 
 
-def test_empty_bag(tmp_path, caplog, no_inference, monkeypatch, weights):
+def test_empty_bag(tmp_path, capsys, no_inference, monkeypatch, weights):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "bag"
     with BagWriter(path, "mcap") as bag:
         bag.add_topic("/camera/image_raw", IMAGE)
         bag.add_topic("/camera/labels_gt", IMAGE)
-    text = eval_fails(caplog, path, weights)
+    text = eval_fails(capsys, path, weights)
     assert f"bag {path} has no messages on image topic /camera/image_raw" in text
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
-def test_corrupt_bag(tmp_path, caplog, no_inference, monkeypatch, storage, weights):
+def test_corrupt_bag(tmp_path, capsys, no_inference, monkeypatch, storage, weights):
     monkeypatch.chdir(tmp_path)
     bag = synthetic_bag(tmp_path / "bag", "--storage", storage)
     data = next(p for p in bag.iterdir() if p.suffix in (".db3", ".mcap"))
     data.write_bytes(data.read_bytes()[:500])  # truncated, as by a full disk
-    text = eval_fails(caplog, bag, weights)
+    text = eval_fails(capsys, bag, weights)
     assert "cannot read" in text and str(bag) in text
-    text = eval_fails(caplog, tmp_path / "no_such_bag", weights)
+    text = eval_fails(capsys, tmp_path / "no_such_bag", weights)
     assert f"bag not found: {tmp_path / 'no_such_bag'}" in text
 
 
-def test_labels_of_another_size(tmp_path, caplog, no_inference, monkeypatch, weights):
+def test_labels_of_another_size(tmp_path, capsys, no_inference, monkeypatch, weights):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "bag"
     with BagWriter(path) as bag:
@@ -293,7 +294,7 @@ def test_labels_of_another_size(tmp_path, caplog, no_inference, monkeypatch, wei
                                                      header), 1000 + i)
             bag.write("/camera/labels_gt", labels_msg(np.zeros((H // 2, W // 2), np.uint8),
                                                       header), 1000 + i)
-    text = eval_fails(caplog, path, weights)
+    text = eval_fails(capsys, path, weights)
     assert f"labels on /camera/labels_gt are {W // 2}x{H // 2} but images on " \
            f"/camera/image_raw are {W}x{H}" in text
 
@@ -467,7 +468,7 @@ def test_malformed_raw_frame_mid_bag_is_skipped(tmp_path, weights, onnx_cache):
     assert "stamp 0.000001001: data has" in report["bad_frames"][0]
 
 
-def test_out_of_range_labels_are_refused_up_front(tmp_path, caplog, no_inference, weights):
+def test_out_of_range_labels_are_refused_up_front(tmp_path, capsys, no_inference, weights):
     path = tmp_path / "bag"
     with BagWriter(path) as bag:
         bag.add_topic("/camera/image_raw", IMAGE)
@@ -479,12 +480,12 @@ def test_out_of_range_labels_are_refused_up_front(tmp_path, caplog, no_inference
             bag.write("/camera/image_raw", image_msg(np.zeros((H, W, 3), np.uint8), "bgr8",
                                                      header), 2000 + i)
             bag.write("/camera/labels_gt", labels_msg(labels, header), 2000 + i)
-    text = eval_fails(caplog, path, weights)
+    text = eval_fails(capsys, path, weights)
     assert "unknown class id(s) [30]" in text
     assert "topic /camera/labels_gt, stamp 0.000002001" in text
 
 
-def test_bag_of_another_class_set_is_refused(tmp_path, caplog, no_inference, weights):
+def test_bag_of_another_class_set_is_refused(tmp_path, capsys, no_inference, weights):
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir()
     labels.mkdir()
@@ -493,19 +494,19 @@ def test_bag_of_another_class_set_is_refused(tmp_path, caplog, no_inference, wei
     assert make_bag.main(["--source", "folder", "--root", str(images), "--label-dir",
                           str(labels), "--class-set", "camvid", "--out",
                           str(tmp_path / "bag")]) == 0
-    text = eval_fails(caplog, tmp_path / "bag", weights)
+    text = eval_fails(capsys, tmp_path / "bag", weights)
     assert "labelled with class set 'camvid' but the model predicts 'cityscapes'" in text
 
 
-def test_checkpoint_without_network_size_needs_it_explicitly(tmp_path, caplog, no_inference,
+def test_checkpoint_without_network_size_needs_it_explicitly(tmp_path, capsys, no_inference,
                                                              weights):
     bag = synthetic_bag(tmp_path / "bag")
-    with caplog.at_level(logging.ERROR, logger="bisestdc_ros.bag_eval"):
-        code = bag_eval.main(["--bag", str(bag), "--weights", str(weights), "--out",
-                              str(tmp_path / "report")])
-    assert code == 1
-    assert "has no network size in its checkpoint card" in caplog.text
-    assert "--network-size H W" in caplog.text
+    code = bag_eval.main(["--bag", str(bag), "--weights", str(weights), "--out",
+                          str(tmp_path / "report")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "has no network size in its checkpoint card" in err
+    assert "--network-size H W" in err
 
 
 def test_model_card_gives_size_and_class_set(tmp_path):

@@ -169,8 +169,8 @@ def test_quantize_tool_calibrates_on_a_bag_topic(stdc1_fp32, tmp_path, monkeypat
     out = tmp_path / "q.onnx"
     argv = ["--onnx", str(stdc1_fp32), "--out", str(out), "--calib-bag", str(bag),
             "--calib-topic", "/camera/image_raw", "--calib-count", "3", "--float-layers", "none"]
-    with pytest.raises(SystemExit, match="need the ROS tools' bag reader"):
-        quantize.main(argv)
+    assert quantize.main(argv) == 2
+    assert "need the ROS tools' bag reader" in capsys.readouterr().err
     assert not out.exists()
     assert bag_calibration.quantize_main(argv) == 0
     assert out.is_file() and f"int8 ONNX: {out}" in capsys.readouterr().out

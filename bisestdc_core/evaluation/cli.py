@@ -10,8 +10,11 @@ Examples (``python -m bisestdc_core.evaluation.cli`` is the same command)::
 Writes ``metrics.json``, ``confusion_matrix.png`` and ``per_class_iou.png`` to ``--out`` and,
 with ``--save-predictions``, one PNG per image (Cityscapes labelIds for Cityscapes-layout
 datasets, readable by cityscapesscripts' evaluatePixelLevelSemanticLabeling; train ids otherwise).
-Without ``--scale`` the scale is the checkpoint card's (``card_eval_scale``). User errors (a
-missing file, a checkpoint that does not fit, mismatched classes) print one line and exit 2.
+Without ``--scale`` the scale is the checkpoint card's (``card_eval_scale``); the card's class
+set is resolved as every reader resolves it (``model_card.card_class_set``: an unknown name
+falls back to the class count). The dataset is checked before any inference, as training
+checks it. User errors (a missing file, a checkpoint that does not fit, mismatched classes,
+unreadable dataset files) print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -25,18 +28,21 @@ from typing import Any
 
 import torch
 
-from bisestdc_core.classes import CLASS_SETS, get_class_set
+from bisestdc_core.classes import CLASS_SETS, ClassSet, get_class_set
 from bisestdc_core.command_line import (
     HelpFormatter,
     UsageError,
     add_debug_flag,
     require_cuda_message,
+    require_file,
     run_command,
 )
+from bisestdc_core.data.check import check_split
 from bisestdc_core.data.datasets import DATASET_KINDS, CityscapesDataset, build_dataset
 from bisestdc_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from bisestdc_core.evaluation.evaluator import card_eval_scale, evaluate
 from bisestdc_core.evaluation.plots import plot_confusion_matrix, plot_per_class_iou
+from bisestdc_core.model_card import ModelCard, card_class_set
 from bisestdc_core.models import MODEL_REGISTRY
 
 logger = logging.getLogger(__name__)
@@ -66,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--split", default="val", help="split to evaluate")
     d.add_argument("--label-dir", type=Path, help="'folder' only: train-id label PNGs")
     d.add_argument("--limit", type=int, help="only the first N images")
+    d.add_argument("--skip-bad", action="store_true",
+                   help="evaluate without image/label pairs that cannot be read (logged) instead "
+                        "of refusing the dataset")
     e = p.add_argument_group("protocol")
     e.add_argument("--scale", type=float,
                    help="single-scale input resize factor (seed: 0.5 'Seg50', 0.75 'Seg75'); "
@@ -103,6 +112,30 @@ def load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any
     return model, meta
 
 
+def model_class_set(args: argparse.Namespace, meta: dict[str, Any]) -> ClassSet:
+    """The class set of the network's train ids: ``--class-set``, else a checkpoint card's by
+    the card readers' one policy (an unknown name falls back to the class count), else the
+    dataset's.
+
+    Raises:
+        ModelCardError: ``--class-set`` with another class count than the card's.
+        UsageError: a card of no known class set and no known class count.
+    """
+    if args.model is not None:
+        return get_class_set(args.class_set or meta.get("class_set")
+                             or _default_class_set(args.dataset))
+    card = ModelCard.from_dict(meta, args.weights)
+    class_set = card_class_set(card, args.class_set)
+    if class_set is None:
+        raise UsageError(f"{args.weights}: card class set {card.class_set!r} is not a known one "
+                         f"and no known class set has {card.num_classes} classes "
+                         f"(known: {sorted(CLASS_SETS)})")
+    if card.class_set is not None and card.class_set != class_set.name and not args.class_set:
+        logger.warning("%s: unknown class set %r: evaluating as %s (%d classes)",
+                       args.weights, card.class_set, class_set.name, class_set.num_classes)
+    return class_set
+
+
 def _default_class_set(dataset_kind: str) -> str:
     return "camvid" if dataset_kind == "camvid" else "cityscapes"
 
@@ -126,8 +159,7 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise UsageError(f"--scale/--scales: {scale} is outside 0.05..8")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit: {args.limit} must be at least 1")
-    if args.weights is not None and not args.weights.is_file():
-        raise UsageError(f"--weights: no such file: {args.weights}")
+    require_file(args.weights, "--weights")
     if str(args.device).startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(require_cuda_message(f"--device is {args.device}"))
 
@@ -136,13 +168,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate as ``args`` say; returns what ``metrics.json`` holds."""
     check_arguments(args)
     model, meta = load_model(args)
-    class_set = get_class_set(args.class_set or meta.get("class_set")
-                              or _default_class_set(args.dataset))
+    class_set = model_class_set(args, meta)
     try:
         dataset = build_dataset(args.dataset, args.root, args.split, label_dir=args.label_dir,
                                 class_set=class_set)
     except (OSError, ValueError) as exc:
         raise UsageError(f"--root: {exc}") from exc
+    if args.limit is not None:
+        dataset.items = dataset.items[:args.limit]
+    # Every pair read once before any inference: a bad file is one line naming it, not a
+    # traceback some images in (training checks its splits the same way).
+    check_split(dataset, args.split, skip_bad=args.skip_bad, report=None,
+                progress=not args.no_progress)
     if dataset.class_set.name != class_set.name:
         raise UsageError(f"model predicts {class_set.name} classes but the dataset is labelled "
                          f"with {dataset.class_set.name} classes")

@@ -53,6 +53,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from tqdm import tqdm
 
+from ..command_line import UsageError, add_debug_flag, require_file, run_command
 from ..model_card import ModelCard
 from .base import prepare_frame
 from .calibration_data import calibration_source
@@ -485,10 +486,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None,
+         errors: tuple[type[BaseException], ...] = ()) -> int:
+    """The command; ``errors``: more error types its boundary reports in one line (the ROS
+    tools' bag errors)."""
+    parser = build_parser()
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    return run_command(_quantize_command, args, errors)
+
+
+def _quantize_command(args: argparse.Namespace) -> int:
+    require_file(args.onnx, "--onnx")
     out = args.out or int8_path(args.onnx)
     try:
         sidecar = quantize_from_sources(
@@ -496,8 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             calib_bag=args.calib_bag, calib_topic=args.calib_topic,
             calib_count=args.calib_count, select_count=args.select_count,
             float_layers=parse_float_layers(args.float_layers), seed=args.seed)
-    except ValueError as error:
-        raise SystemExit(f"bisestdc-quantize: {error}") from None
+    except ValueError as error:  # calibration inputs, float layers, not an fp32 export
+        raise UsageError(str(error)) from error
     float_layers = sidecar["quantization"]["float_layers"]
     print(f"int8 ONNX: {out} (float layers: {', '.join(float_layers) or 'none'})")
     return 0

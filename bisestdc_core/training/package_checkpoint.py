@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bisestdc_core.command_line import USAGE_EXIT, HelpFormatter, one_line
-from bisestdc_core.models import CheckpointError, load_checkpoint_model, save_checkpoint
+from bisestdc_core.command_line import HelpFormatter, add_debug_flag, require_file, run_command
+from bisestdc_core.model_card import check_network_size
+from bisestdc_core.models import load_checkpoint_model, save_checkpoint
 
 
 def package_checkpoint(source: str | Path, target: str | Path,
@@ -28,7 +29,10 @@ def package_checkpoint(source: str | Path, target: str | Path,
 
     Raises:
         CheckpointError: ``source`` is not a readable project checkpoint.
+        ModelCardError: ``network_size`` is not one a card takes (the card readers' rule).
     """
+    if network_size:
+        network_size = check_network_size(list(network_size), "--network-size")
     model, meta = load_checkpoint_model(source)
     # The card keeps what evaluation and the engines need: iteration, evaluation scale.
     extra = {"iteration": meta.get("iteration")}
@@ -50,13 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--network-size", type=int, nargs=2, metavar=("H", "W"),
                         help="default network input size for the engines")
     parser.add_argument("--fp32", action="store_true", help="keep fp32 tensors")
-    args = parser.parse_args(argv)
-    try:
-        meta = package_checkpoint(args.source, args.target, args.network_size,
-                                  half=not args.fp32)
-    except CheckpointError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return USAGE_EXIT
+    add_debug_flag(parser)
+    return run_command(_package, parser.parse_args(argv))
+
+
+def _package(args: argparse.Namespace) -> int:
+    require_file(args.source, "source")
+    if args.target.is_dir():
+        require_file(args.target, "target")
+    meta = package_checkpoint(args.source, args.target, args.network_size, half=not args.fp32)
     size_mb = args.target.stat().st_size / 1e6
     print(f"wrote {args.target} ({size_mb:.1f} MB, {meta['model']}, {meta['class_set']})")
     return 0

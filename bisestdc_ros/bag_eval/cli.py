@@ -2,9 +2,11 @@
 
 :func:`build_parser` defines the options, :func:`check_args` refuses combinations that cannot
 work, :func:`evaluate` reads the model card, checks the bag, runs the chosen mode and writes
-the report, and :func:`main` is the console-script entry point (exit code 1, with the reason
-logged, for bag and evaluation errors; 130 when stopped by SIGINT or SIGTERM, after stopping
-the node it started).
+the report, and :func:`main` is the console-script entry point: bag and evaluation errors
+(and the package's other user errors: checkpoints, cards, files) go through the package's one
+error boundary (``bisestdc_core.command_line.run_command``: one line ``error: <message>`` on
+stderr, exit code 2, the traceback with ``--debug``); 130 when stopped by SIGINT or SIGTERM,
+after stopping the node it started.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bisestdc_core.command_line import add_debug_flag, run_command
 from bisestdc_core.inference.cli_args import add_segmenter_arguments
 from bisestdc_ros.bag_eval.errors import EvalError
 from bisestdc_ros.bag_eval.live import REPLAY_MODES, run_live
@@ -79,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--idle-timeout", type=float, default=10.0,
                       help="seconds without outputs after the last frame before scoring")
     parser.add_argument("-v", "--verbose", action="store_true")
+    add_debug_flag(parser)
     return parser
 
 
@@ -98,6 +102,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise EvalError("offline mode needs --weights or --onnx")
     for name in ("weights", "onnx", "params_file"):
         value = getattr(args, name)
+        if value and Path(value).is_dir():
+            raise EvalError(f"--{name.replace('_', '-')} is a directory, not a file: {value}")
         if value and not Path(value).is_file():
             raise EvalError(f"--{name.replace('_', '-')} file not found: {value}")
 
@@ -145,12 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+
+    def body(parsed: argparse.Namespace) -> int:
+        print(summary_line(evaluate(parsed), parsed.out))
+        return 0
+
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        report = evaluate(args)
-    except (BagError, EvalError) as error:
-        log.error("%s", error)
-        return 1
+        return run_command(body, args, errors=(BagError, EvalError))
     except KeyboardInterrupt as interrupt:
         log.error("interrupted (%s): stopped before the report", str(interrupt) or "SIGINT")
         if argv is None:
@@ -165,6 +173,4 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(summary_line(report, args.out))
-    return 0
 

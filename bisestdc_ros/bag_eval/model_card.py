@@ -1,7 +1,10 @@
 """The evaluated model: its card (``bisestdc_core.inference.model_files.describe``) resolved
 against the options, read before any inference.
 
-The card decides the class set and the network size of both modes, so a model never runs at a
+The card is read and checked by the card readers' one set of rules
+(:meth:`bisestdc_core.model_card.ModelCard.from_dict`; ``--network-size`` by the same rule,
+:func:`~bisestdc_core.model_card.check_network_size`). The card decides the class set and the
+network size of both modes, so a model never runs at a
 silent default size (a raw ``best.pt`` has no ``network_size``: ``--network-size`` is then
 required), and a bag recorded for one class set is never scored against a model of another.
 """
@@ -14,7 +17,7 @@ from pathlib import Path
 
 from bisestdc_core.classes import ClassSet
 from bisestdc_core.inference.model_files import MissingCard, describe
-from bisestdc_core.model_card import ModelCard, ModelCardError
+from bisestdc_core.model_card import ModelCard, ModelCardError, check_network_size
 from bisestdc_ros.bag_eval.errors import EvalError
 
 
@@ -65,15 +68,17 @@ def read_model_card(args: argparse.Namespace) -> EvalModel:
     except ValueError as error:
         raise EvalError(f"{path}: {error}") from error
     if args.network_size:
-        size, source = tuple(int(v) for v in args.network_size), "--network-size"
+        try:
+            size = check_network_size(list(args.network_size), "--network-size")
+        except ModelCardError as error:
+            raise EvalError(str(error)) from error
+        source = "--network-size"
     elif card and card.network_size:
         size, source = card.network_size, f"{kind} of {path.name}"
     else:
         raise EvalError(f"{path} has no network size in its {kind if card else 'file'} (a raw "
                         f"training checkpoint, or a seed file): pass --network-size H W, or "
                         f"package it with training.package_checkpoint --network-size")
-    if len(size) != 2 or min(size) <= 0 or any(v % 32 for v in size):
-        raise EvalError(f"network size must be two positive multiples of 32, got {size}")
     return EvalModel(class_set, (int(size[0]), int(size[1])), card, source)
 
 
