@@ -4,6 +4,8 @@ scales is refused at start (Segmenter and CLI). All of it runs without TensorRT.
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import onnx
@@ -190,8 +192,10 @@ def test_segmenter_int8_with_a_cache_gets_past_the_check(onnx_file, tmp_path):
 
 def test_cli_refuses_a_bad_calibration_source_before_exporting(tmp_path, capsys):
     out = tmp_path / "m.onnx"
-    with pytest.raises(SystemExit, match="calibration image folder not found: .*missing"):
-        export.main(["--model", "stdc1", "--network-size", "64", "128", "--out", str(out),
-                     "--tensorrt", "--precision", "int8", "--calib-images",
-                     str(tmp_path / "missing")])
+    code = export.main(["--model", "stdc1", "--network-size", "64", "128", "--out", str(out),
+                        "--tensorrt", "--precision", "int8", "--calib-images",
+                        str(tmp_path / "missing")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert re.match(r"error: .*calibration image folder not found: .*missing", err[0]), err
     assert not out.exists()

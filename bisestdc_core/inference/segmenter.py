@@ -91,10 +91,13 @@ def _choose(request: EngineRequest) -> Engine:
             try:
                 built = spec.build(request)
             except (RuntimeError, ValueError) as error:
+                # TensorRT and pycuda failures arrive as TensorRTUnavailable (a RuntimeError;
+                # pycuda's own errors are not). One line: the node logs it as one FATAL line.
+                why = " ".join(str(error).split()) or type(error).__name__
                 if request.explicit != AUTO:
-                    raise RuntimeError(f"engine {name} failed: {error}") from error
-                reason = f"installed, but the engine could not be made: {error}"
-                log.warning("engine auto: %s failed, trying the next engine (%s)", name, error)
+                    raise RuntimeError(f"engine {name} failed: {why}") from error
+                reason = f"installed, but the engine could not be made: {why}"
+                log.warning("engine auto: %s failed, trying the next engine (%s)", name, why)
         elif reason is None:
             built = spec.build(request)
         if reason is None:

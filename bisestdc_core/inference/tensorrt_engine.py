@@ -22,12 +22,19 @@ exported graphs are checked against the ONNX parser's rules (:mod:`.tensorrt_rul
   device share one DRAM (unified memory), so the "copies" are cheap DRAM-to-DRAM moves; mapped
   zero-copy buffers could skip them, but the explicit copies keep one code path for both.
 
+Errors: pycuda's exceptions derive from ``Exception``, not RuntimeError, and TensorRT reports
+some failures by returning None; every TensorRT/pycuda failure (import, cuInit, device and
+context, allocation, deserialisation, execution-context creation, execution) is raised as the
+one :class:`TensorRTUnavailable` (a RuntimeError) whose one-line message names the step and the
+engine or ONNX file, so ``auto`` falls back and the node reports it in one line.
+
 ``tensorrt`` and ``pycuda`` are imported lazily, only inside functions; the one TensorRT logger
 (:func:`trt_logger`) is created on first use and shared by every builder, parser and runtime.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -138,15 +145,56 @@ def default_engine_path(cache_root: Path, key: dict[str, Any]) -> Path:
     return cache_root / name
 
 
-# ---- lazy imports, versions and device facts ------------------------------------------------
+# ---- the one error type, lazy imports, versions and device facts ----------------------------
+
+class TensorRTUnavailable(RuntimeError):
+    """A TensorRT or pycuda failure: import, cuInit, device/context, allocation,
+    deserialisation, execution-context creation or a frame's execution.
+
+    pycuda's ``pycuda.driver.Error`` (and its ``MemoryError``, ``LogicError``, ``LaunchError``
+    and ``RuntimeError``) derives from ``Exception``, not the builtin RuntimeError, so it would
+    escape ``auto``'s fallback and the node's start-up handling; every such failure is turned
+    into this one RuntimeError, with a one-line message naming the step and, where known, the
+    engine (or ONNX) file.
+
+    Attributes:
+        step: what failed (``import``, ``CUDA initialisation (cuInit)``, ...).
+        detail: the underlying reason, on one line.
+        subject: the engine or ONNX file, or None.
+    """
+
+    def __init__(self, step: str, detail: object, subject: str | os.PathLike | None = None):
+        self.step = step
+        self.detail = " ".join(str(detail).split())
+        self.subject = subject
+        where = f" ({subject})" if subject is not None else ""
+        super().__init__(f"TensorRT {step} failed{where}: {self.detail}")
+
+    def about(self, subject: str | os.PathLike) -> TensorRTUnavailable:
+        """The same failure naming ``subject``."""
+        return TensorRTUnavailable(self.step, self.detail, subject)
+
+
+@contextlib.contextmanager
+def _step(cuda: Any, step: str, subject: str | os.PathLike | None = None) -> Iterator[None]:
+    """Turn a pycuda error or a TensorRT binding's RuntimeError inside the block into
+    :class:`TensorRTUnavailable` for ``step``."""
+    try:
+        yield
+    except TensorRTUnavailable:
+        raise
+    except (cuda.Error, RuntimeError) as error:
+        detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        raise TensorRTUnavailable(step, detail, subject) from error
+
 
 def import_tensorrt() -> tuple[Any, Any]:
-    """``(tensorrt, pycuda.driver)``, or RuntimeError saying what to install."""
+    """``(tensorrt, pycuda.driver)``, or TensorRTUnavailable saying what to install."""
     try:
         import pycuda.driver as cuda  # noqa: PLC0415
         import tensorrt as trt  # noqa: PLC0415
-    except ImportError as exc:
-        raise RuntimeError(f"{INSTALL_HINT} ({exc})") from exc
+    except (ImportError, OSError) as exc:  # OSError: a shared library that does not load
+        raise TensorRTUnavailable("import", f"{INSTALL_HINT} ({exc})") from exc
     return trt, cuda
 
 
@@ -196,17 +244,24 @@ def trt_logger() -> Any:
     return trt.Logger(trt.Logger.WARNING)
 
 
-def gpu_info(device_index: int = 0) -> dict[str, Any]:
-    """Name, compute capability and integrated (Jetson) flag of a CUDA device, via pycuda."""
+def gpu_info(device_index: int = 0, subject: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Name, compute capability and integrated (Jetson) flag of a CUDA device, via pycuda.
+
+    Raises:
+        TensorRTUnavailable: no TensorRT/pycuda, cuInit or the device query failed (the
+            message names ``subject``, the engine or ONNX file, when given).
+    """
     _, cuda = import_tensorrt()
-    cuda.init()
-    device = cuda.Device(device_index)
-    return {
-        "name": device.name(),
-        "compute_capability": list(device.compute_capability()),
-        "integrated": bool(device.get_attribute(cuda.device_attribute.INTEGRATED)),
-        "total_memory": int(device.total_memory()),
-    }
+    with _step(cuda, "CUDA initialisation (cuInit)", subject):
+        cuda.init()
+    with _step(cuda, f"CUDA device {device_index} query", subject):
+        device = cuda.Device(device_index)
+        return {
+            "name": device.name(),
+            "compute_capability": list(device.compute_capability()),
+            "integrated": bool(device.get_attribute(cuda.device_attribute.INTEGRATED)),
+            "total_memory": int(device.total_memory()),
+        }
 
 
 def installed_lines() -> list[str]:
@@ -235,7 +290,11 @@ def installed_lines() -> list[str]:
         lines.append(f"CUDA devices: none usable ({exc})")
         return lines
     for index in range(count):
-        info = gpu_info(index)
+        try:
+            info = gpu_info(index)
+        except TensorRTUnavailable as exc:
+            lines.append(f"CUDA device {index}: not usable ({exc})")
+            continue
         kind = "integrated (Jetson)" if info["integrated"] else "discrete"
         cc = ".".join(str(v) for v in info["compute_capability"])
         lines.append(f"CUDA device {index}: {info['name']}, compute capability {cc}, {kind}, "
@@ -249,14 +308,10 @@ def parse_with_tensorrt(onnx_path: str | os.PathLike) -> list[str]:
     """The installed TensorRT parser's errors for ``onnx_path`` ([] when it parses).
 
     Raises:
-        RuntimeError: TensorRT or pycuda missing, or no CUDA device for the builder.
+        TensorRTUnavailable: TensorRT or pycuda missing, or no CUDA device for the builder.
     """
     trt, cuda = import_tensorrt()
-    try:
-        context = _CudaContext(cuda)
-    except cuda.Error as error:
-        raise RuntimeError(f"no usable CUDA device for the TensorRT builder ({error})") from error
-    with context:
+    with _CudaContext(cuda, subject=onnx_path):
         builder = trt.Builder(trt_logger())
         network = builder.create_network(_network_flags(trt))
         parser = trt.OnnxParser(network, trt_logger())
@@ -272,12 +327,17 @@ class _CudaContext:
     the node calls from a worker thread, so push/pop around every use instead.
     """
 
-    def __init__(self, cuda: Any, device_index: int = 0):
-        cuda.init()
-        self._ctx = cuda.Device(device_index).retain_primary_context()
+    def __init__(self, cuda: Any, device_index: int = 0,
+                 subject: str | os.PathLike | None = None):
+        self._cuda, self._subject = cuda, subject
+        with _step(cuda, "CUDA initialisation (cuInit)", subject):
+            cuda.init()
+        with _step(cuda, f"CUDA device {device_index} context creation", subject):
+            self._ctx = cuda.Device(device_index).retain_primary_context()
 
     def __enter__(self):
-        self._ctx.push()
+        with _step(self._cuda, "CUDA context push", self._subject):
+            self._ctx.push()
         return self
 
     def __exit__(self, *exc):
@@ -393,7 +453,8 @@ def _make_calibrator(trt: Any, cuda: Any, frames: Iterator[np.ndarray], nbytes: 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
             trt.IInt8EntropyCalibrator2.__init__(self)
-            self.device_input = cuda.mem_alloc(nbytes)
+            with _step(cuda, "calibration buffer allocation", cache_file):
+                self.device_input = cuda.mem_alloc(nbytes)
             self.feed = CalibrationFeed(frames, self._upload, cache_file)
 
         def _upload(self, frame: np.ndarray) -> int:
@@ -418,7 +479,8 @@ def _make_calibrator(trt: Any, cuda: Any, frames: Iterator[np.ndarray], nbytes: 
 
         def free(self) -> None:
             """Release the device buffer; call with the CUDA context pushed."""
-            self.device_input.free()
+            with _step(cuda, "calibration buffer release", cache_file):
+                self.device_input.free()
 
     return EntropyCalibrator()
 
@@ -564,29 +626,44 @@ class TensorRTRunner:
 
     ``infer`` takes the input array (engine shape and dtype) and returns output arrays by name;
     ``close`` frees the device buffers inside their context.
+
+    Raises:
+        TensorRTUnavailable: any TensorRT or pycuda failure setting it up (import, cuInit,
+            context, runtime, deserialisation, execution context, buffers), naming the step
+            and ``engine_path``.
     """
 
     def __init__(self, engine_path: str | os.PathLike, device_index: int = 0):
         trt, cuda = import_tensorrt()
         self._trt, self._cuda = trt, cuda
-        self._context_guard = _CudaContext(cuda, device_index)
+        self._context_guard = _CudaContext(cuda, device_index, engine_path)
         self._tensor_api = uses_tensor_api(trt.__version__)
         self.inputs: dict[str, tuple[Any, Any]] = {}
         self.outputs: dict[str, tuple[Any, Any]] = {}
         self.bindings: list[int] = []
+        data = Path(engine_path).read_bytes()
         with self._context_guard:
-            self._runtime = trt.Runtime(trt_logger())
-            self.engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+            with _step(cuda, "runtime creation", engine_path):
+                self._runtime = trt.Runtime(trt_logger())
+            with _step(cuda, "deserialisation", engine_path):
+                self.engine = self._runtime.deserialize_cuda_engine(data)
             if self.engine is None:
-                raise RuntimeError(f"TensorRT could not deserialise {engine_path} (built for "
-                                   "another GPU or TensorRT version?)")
-            self.context = self.engine.create_execution_context()
-            self.stream = cuda.Stream()
+                raise TensorRTUnavailable(
+                    "deserialisation", "deserialize_cuda_engine returned None (built for another "
+                    "GPU or TensorRT version, or a damaged file?)", engine_path)
             try:
-                if self._tensor_api:
-                    self._allocate_tensor_api()
-                else:
-                    self._allocate_bindings_api()
+                with _step(cuda, "execution-context creation", engine_path):
+                    self.context = self.engine.create_execution_context()
+                if self.context is None:
+                    raise TensorRTUnavailable(
+                        "execution-context creation", "create_execution_context returned None "
+                        "(out of GPU memory?)", engine_path)
+                with _step(cuda, "buffer allocation", engine_path):
+                    self.stream = cuda.Stream()
+                    if self._tensor_api:
+                        self._allocate_tensor_api()
+                    else:
+                        self._allocate_bindings_api()
             except BaseException:
                 self._free()
                 raise
@@ -631,7 +708,7 @@ class TensorRTRunner:
     def infer(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """image: the input tensor (e.g. 1 x H x W x 3 uint8) -> {output name: array copy}."""
         cuda = self._cuda
-        with self._context_guard:
+        with self._context_guard, _step(cuda, "execution"):
             host_in, device_in = next(iter(self.inputs.values()))
             np.copyto(host_in, image.reshape(host_in.shape))
             cuda.memcpy_htod_async(device_in, host_in, self.stream)
@@ -641,7 +718,7 @@ class TensorRTRunner:
                 ok = self.context.execute_async_v2(bindings=self.bindings,
                                                    stream_handle=self.stream.handle)
             if not ok:
-                raise RuntimeError("TensorRT execution failed")
+                raise TensorRTUnavailable("execution", "execute_async returned False")
             for host, device in self.outputs.values():
                 cuda.memcpy_dtoh_async(host, device, self.stream)
             self.stream.synchronize()
@@ -662,7 +739,7 @@ class TensorRTRunner:
         context is current then)."""
         if getattr(self, "engine", None) is None:
             return
-        with self._context_guard:
+        with self._context_guard, _step(self._cuda, "buffer release"):
             self._free()
 
     def __del__(self):
@@ -685,7 +762,7 @@ class TensorRTEngine:
                              f"({sidecar_path(engine_path).name}); build the engine with "
                              "bisestdc-export --tensorrt")
         trt, _ = import_tensorrt()
-        gpu = gpu_info(device_index)
+        gpu = gpu_info(device_index, engine_path)
         current = {**sidecar, "gpu_name": gpu["name"],
                    "compute_capability": gpu["compute_capability"],
                    "tensorrt_version": trt.__version__}
@@ -746,13 +823,27 @@ def unavailable_reason(request: EngineRequest) -> str | None:
 
 
 def build(request: EngineRequest) -> TensorRTEngine:
+    """The engine for ``request``.
+
+    Raises:
+        TensorRTUnavailable: a TensorRT or pycuda failure, naming the step and the file.
+        RuntimeError, ValueError: parse or build failures, a stale or foreign engine.
+    """
     path = request.engine_path
-    if path is None:
-        onnx_path = request.onnx or _export_for_tensorrt(request)
-        path = ensure_engine(onnx_path, precision=request.precision,
-                             device_index=request.device_index,
-                             calibration=request.calibration, calib_cache=request.calib_cache)
-    return TensorRTEngine(path, request.device_index)
+    onnx_path = None
+    try:
+        if path is None:
+            onnx_path = request.onnx or _export_for_tensorrt(request)
+            path = ensure_engine(onnx_path, precision=request.precision,
+                                 device_index=request.device_index,
+                                 calibration=request.calibration,
+                                 calib_cache=request.calib_cache)
+        return TensorRTEngine(path, request.device_index)
+    except TensorRTUnavailable as error:
+        subject = path or onnx_path
+        if error.subject is None and subject is not None:
+            raise error.about(subject) from error.__cause__
+        raise
 
 
 def _export_for_tensorrt(request: EngineRequest) -> Path:
