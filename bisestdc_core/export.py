@@ -32,6 +32,7 @@ from .inference.model_files import read_sidecar, sidecar_path
 from .inference.onnx_export import OPSET, export_onnx
 from .inference.registry import ENGINES
 from .model_card import CHANNEL_ORDERS, check_network_size
+from .safe_files import remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,8 @@ def run_export(args: argparse.Namespace) -> int:
         raise UsageError(f"{weights or '--class-set'}: {error}") from error
     if network_size:
         card = card.replace(network_size=network_size)
+    # Temp files an earlier, killed export left beside its output.
+    remove_stale_temps(Path(args.out).parent)
     export_onnx(
         network, args.out, card, input_size=args.input_size,
         channel_order=args.channel_order, dynamic=args.dynamic, confidence=args.confidence,

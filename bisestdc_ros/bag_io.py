@@ -34,6 +34,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import yaml
 from rosbags.interfaces import Connection, MessageDefinitionFormat
 from rosbags.rosbag2 import (
     CompressionFormat,
@@ -54,6 +55,11 @@ from rosbags.typesys import (
 )
 from rosbags.typesys.store import Typestore
 
+from bisestdc_core.safe_files import (
+    check_text_limits,
+    read_limited_text,
+    require_regular_file,
+)
 from bisestdc_ros.image_codec import (
     ImageDecodeError,
     compressed_msg_to_frame,
@@ -84,6 +90,90 @@ _MESSAGE_ERRORS = (SerdeError, TypesysError, ValueError, IndexError, struct.erro
 
 class BagError(RuntimeError):
     """A bag that cannot be used; the message names the bag (and topic) and says why."""
+
+
+# --- metadata.yaml checks, before rosbags (ruamel.yaml) parses it --------------------------------
+
+METADATA = "metadata.yaml"
+# A metadata.yaml of a bag with hundreds of topics and files is well under a MiB, nesting about
+# 6 levels (QoS profiles in it). Deeper or bigger files make ruamel.yaml recurse until it
+# crashes (or takes minutes): refused before parsing.
+MAX_METADATA_BYTES = 16 << 20
+MAX_METADATA_DEPTH = 32
+_STORAGE_SUFFIXES = (".db3", ".mcap", ".zstd")
+
+
+def _need(where: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise BagError(f"{where}: must be {what}, got {'null' if value is None else repr(value)}")
+    return value
+
+
+def _count(where: str, value: Any) -> None:
+    if _need(where, value, int, "a whole number") < 0:
+        raise BagError(f"{where}: must not be negative, got {value!r}")
+
+
+def _check_metadata(meta: Path, doc: Any) -> list[str]:
+    """The storage file names of a parsed metadata.yaml, after checking the keys rosbags reads
+    for their types (message counts, times, topics, files)."""
+    top = "rosbag2_bagfile_information"
+    info = _need(f"{meta}: '{top}'", (doc or {}).get(top) if isinstance(doc, dict) else doc,
+                 dict, "a mapping")
+    key = f"{meta}: '{top}."
+    _need(f"{key}version'", info.get("version"), int, "a whole number")
+    if "message_count" in info:
+        _count(f"{key}message_count'", info["message_count"])
+    for name in ("duration", "starting_time"):
+        if name in info:
+            value = _need(f"{key}{name}'", info[name], dict, "a mapping")
+            for sub, number in value.items():
+                _need(f"{key}{name}.{sub}'", number, int, "a whole number")
+    topics = _need(f"{key}topics_with_message_count'",
+                   info.get("topics_with_message_count", []), list, "a list")
+    for i, entry in enumerate(topics):
+        where = f"{key}topics_with_message_count[{i}]"
+        _need(f"{where}'", entry, dict, "a mapping")
+        _count(f"{where}.message_count'", entry.get("message_count"))
+        topic = _need(f"{where}.topic_metadata'", entry.get("topic_metadata"), dict, "a mapping")
+        for name in ("name", "type"):
+            _need(f"{where}.topic_metadata.{name}'", topic.get(name), str, "a string")
+    paths = _need(f"{key}relative_file_paths'", info.get("relative_file_paths", []), list,
+                  "a list")
+    for i, rel in enumerate(paths):
+        _need(f"{key}relative_file_paths[{i}]'", rel, str, "a file name")
+    for i, entry in enumerate(_need(f"{key}files'", info.get("files", []), list, "a list")):
+        _need(f"{key}files[{i}]'", entry, dict, "a mapping")
+        if "message_count" in entry:
+            _count(f"{key}files[{i}].message_count'", entry["message_count"])
+    return paths
+
+
+def check_bag_folder(path: Path) -> None:
+    """Refuse a bag folder rosbags would crash or block on, with one line naming the file.
+
+    metadata.yaml must be a regular file of bounded size and nesting whose keys have the types
+    rosbags reads; the storage files (those it lists and any ``.db3``/``.mcap`` there) must be
+    regular files: a FIFO would block the reader's ``open()`` forever.
+    """
+    meta = path / METADATA
+    storage: list[Path] = []
+    if meta.exists() or meta.is_symlink():
+        text = read_limited_text(meta, "bag metadata", MAX_METADATA_BYTES, BagError)
+        check_text_limits(text, str(meta), BagError, MAX_METADATA_DEPTH)
+        try:
+            doc = yaml.safe_load(text)
+        except RecursionError:
+            raise BagError(f"{meta}: nested too deeply") from None
+        except yaml.YAMLError as exc:
+            raise BagError(f"{meta}: not valid YAML ({' '.join(str(exc).split())})") from None
+        storage += [path / rel for rel in _check_metadata(meta, doc)]
+    try:
+        storage += [p for p in path.iterdir() if p.suffix in _STORAGE_SUFFIXES]
+    except OSError as exc:
+        raise BagError(f"cannot list bag folder {path}: {exc.strerror or exc}") from None
+    for file in dict.fromkeys(storage):
+        require_regular_file(file, "bag storage file", BagError)
 
 
 @lru_cache(maxsize=1)
@@ -309,6 +399,10 @@ class BagReader:
         if self.path.is_file() and self.path.suffix == ".bag":
             raise BagError(f"{self.path} is a ROS 1 bag; convert it first "
                            f"(rosbags-convert --src {self.path} --dst <folder>)")
+        if self.path.is_dir():
+            check_bag_folder(self.path)
+        else:
+            require_regular_file(self.path, "bag", BagError)
         self._reader: Reader | None = None
         self._stores: dict[str, Typestore] = {}
         self.topics: dict[str, str] = {}

@@ -158,8 +158,8 @@ def test_quantize(entry, onnx, named, files, tmp_path, capsys):
 # ---- bisestdc-train, training/train.py ------------------------------------------------------
 
 @pytest.mark.parametrize("config,named", [
-    ("bad_key", "unknown key 'model.nme'"), ("missing", "not found"), ("dir", "Is a directory"),
-    ("deep", "nested too deeply")])
+    ("bad_key", "unknown key 'model.nme'"), ("missing", "not found"),
+    ("dir", "a folder, not a regular file"), ("deep", "levels deep, more than the 32 allowed")])
 def test_train(config, named, files, capsys):
     code = train_cli.main(["--config", str(files[config])])
     one_error_line(capsys, code, str(files[config]), named)

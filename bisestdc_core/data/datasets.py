@@ -17,6 +17,7 @@ import numpy as np
 
 from bisestdc_core.classes import CAMVID, CITYSCAPES, IGNORE_INDEX, ClassSet
 from bisestdc_core.data.cityscapes_labels import label_ids_to_train_ids
+from bisestdc_core.safe_files import require_regular_file
 
 Sample = dict[str, Any]
 Transform = Callable[[Sample], Sample]
@@ -84,6 +85,12 @@ def check_train_ids(label: np.ndarray, num_classes: int, source: str) -> np.ndar
             f"{IGNORE_INDEX}): {source}"
         )
     return label
+
+
+def _require_regular_if_present(path: Path | None, what: str) -> None:
+    """A file that is there must be a regular one (a FIFO would block its reader forever)."""
+    if path is not None and (path.exists() or path.is_symlink()):
+        require_regular_file(path, what, ValueError)
 
 
 def _require_dir(path: Path, what: str) -> Path:
@@ -159,12 +166,14 @@ class CityscapesDataset(SegmentationDataset):
         label_dir = self.root / "gtFine" / split
         has_labels = label_dir.is_dir()
         for image_path in sorted(image_dir.glob(f"*/*{self.IMAGE_SUFFIX}")):
+            require_regular_file(image_path, "image", ValueError)  # stat only: FIFOs never block
             name = image_path.name[: -len(self.IMAGE_SUFFIX)]
             label_path = (
                 label_dir / image_path.parent.name / f"{name}{self.LABEL_SUFFIX}"
                 if has_labels
                 else None
             )
+            _require_regular_if_present(label_path, "label")
             self.items.append((name, image_path, label_path))
         if not self.items:
             raise ValueError(f"no *{self.IMAGE_SUFFIX} images in {image_dir}/<city>/")
@@ -196,6 +205,7 @@ class ImageFolderDataset(SegmentationDataset):
         label_root = _require_dir(Path(label_dir), "label") if label_dir is not None else None
         for image_path in _list_images(image_dir):
             label_path = label_root / f"{image_path.stem}.png" if label_root else None
+            _require_regular_if_present(label_path, "label")
             self.items.append((image_path.stem, image_path, label_path))
         if not self.items:
             raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {image_dir}")
@@ -224,7 +234,10 @@ class CamVidDataset(ImageFolderDataset):
 
 
 def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    for image in images:  # a FIFO would block its reader's open() forever: stat, never open
+        require_regular_file(image, "image", ValueError)
+    return images
 
 
 DATASET_KINDS: Sequence[str] = ("cityscapes", "camvid", "folder", "synthetic")

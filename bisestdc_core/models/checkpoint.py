@@ -22,7 +22,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ from torch import nn
 
 from ..model_card import ModelCard, ModelCardError
 from ..normalization import IMAGENET_MEAN, IMAGENET_STD
+from ..safe_files import atomic_path, require_regular_file
 from .registry import MODEL_REGISTRY
 from .seed_keys import is_seed_state_dict
 
@@ -94,8 +94,10 @@ def read_file(path: str | os.PathLike) -> Any:
     """torch.load with weights_only=True of the file's CRC-verified records (see
     _verified_records); errors name the file and the problem."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    # A FIFO would block open() forever, a device read without end: stat first, never open.
+    require_regular_file(path, "checkpoint", CheckpointError)
     verified = _verified_records(path)
     source = path if verified is None else verified
     try:
@@ -250,21 +252,12 @@ CHECKPOINT_MODE = 0o644
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temp file in the same folder, fsync, then rename over ``path``.
 
-    A crash at any moment leaves either the old file or the new one, never half a file.
+    A crash at any moment leaves either the old file or the new one, never half a file; the
+    temp file's name (``.NAME.PID.RANDOM.tmp``) lets a later run remove it
+    (:func:`bisestdc_core.safe_files.remove_stale_temps`).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, CHECKPOINT_MODE)  # mkstemp makes 0600; checkpoints are shared files
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, CHECKPOINT_MODE) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def make_checkpoint(

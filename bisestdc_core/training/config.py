@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import yaml
 from bisestdc_core.classes import MAX_CLASSES
 from bisestdc_core.command_line import UsageError, one_line
 from bisestdc_core.models import MODEL_REGISTRY
+from bisestdc_core.safe_files import check_text_limits, read_limited_text
 
 
 class ConfigError(UsageError):
@@ -181,6 +183,10 @@ def config_fields() -> list[tuple[str, dataclasses.Field, Any]]:
 def _check_type(where: str, value: Any, annotation: Any) -> Any:
     """Return ``value`` coerced to ``annotation`` (int -> float allowed) or raise ConfigError."""
     origin = typing.get_origin(annotation)
+    if value is None and not (origin in (typing.Union, types.UnionType)
+                              and type(None) in typing.get_args(annotation)):
+        name = getattr(annotation, "__name__", str(annotation))
+        raise ConfigError(f"{where}: must be {name}, got null")
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(annotation)
         if value is None and type(None) in args:
@@ -207,6 +213,11 @@ def _check_type(where: str, value: Any, annotation: Any) -> Any:
     return value
 
 
+def _shown(value: Any) -> str:
+    """A value as the message shows it: YAML's ``null`` for None, else its repr."""
+    return "null" if value is None else repr(value)
+
+
 def _build(cls: type, values: dict[str, Any], source: str, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
@@ -217,10 +228,10 @@ def _build(cls: type, values: dict[str, Any], source: str, prefix: str) -> Any:
     for name, value in values.items():
         where = f"{source}: '{prefix}{name}'"
         if dataclasses.is_dataclass(hints[name]):
-            if value is None:
-                value = {}  # an empty section in YAML ("train:") means its defaults
+            # "model: null" (or an empty "model:") is refused: it reads as a section meant to
+            # be there whose content went missing; leave a section out for its defaults.
             if not isinstance(value, dict):
-                raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+                raise ConfigError(f"{where}: must be a mapping, got {_shown(value)}")
             kwargs[name] = _build(hints[name], value, source, f"{prefix}{name}.")
         else:
             kwargs[name] = _check_type(where, value, hints[name])
@@ -276,6 +287,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: '{part}' is not a section")
+        if len(text) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"override {dotted.strip()!r}: value longer than "
+                              f"{MAX_CONFIG_BYTES} bytes")
+        check_text_limits(text, f"override {dotted.strip()!r}", ConfigError, MAX_CONFIG_DEPTH)
         try:
             node[parts[-1]] = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -286,17 +301,26 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 BASE_KEY = "base"
 
+# A config is a few kB, two levels deep; these refuse a wrong file (or a hostile one: 3000
+# brackets make the YAML parser recurse for half a minute, then crash) before parsing.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 32
+
 
 def _read_mapping(path: Path) -> dict[str, Any]:
     """One config file's own mapping (its ``base`` key included, not yet resolved)."""
+    if not path.exists() and not path.is_symlink():
+        raise ConfigError(f"{path}: config file not found")
+    text = read_limited_text(path, "config file", MAX_CONFIG_BYTES, ConfigError)
+    check_text_limits(text, f"{path}", ConfigError, MAX_CONFIG_DEPTH)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc})") from exc
+        raw = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({one_line(exc)})") from exc
+    if raw is None:
+        return {}  # an empty file: all defaults
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return raw
@@ -325,7 +349,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     layers: list[dict[str, Any]] = []
     path = Path(path)
     while True:
-        if path.resolve() in [p.resolve() for p in chain]:
+        # realpath, unlike resolve(), never raises (a symlink loop is refused when read).
+        if os.path.realpath(path) in [os.path.realpath(p) for p in chain]:
             cycle = " -> ".join(str(p) for p in [*chain, path])
             raise ConfigError(f"{chain[-1]}: '{BASE_KEY}' makes a cycle: {cycle}")
         chain.append(path)

@@ -33,6 +33,7 @@ from bisestdc_core.data.datasets import build_dataset
 from bisestdc_core.losses import SegLoss
 from bisestdc_core.models import build_model, make_checkpoint
 from bisestdc_core.models.checkpoint import atomic_save, read_file
+from bisestdc_core.safe_files import check_output_dir, remove_stale_temps
 
 from . import distributed
 from .config import Config, ConfigError, dump_config
@@ -81,12 +82,14 @@ def train_step(model: nn.Module, criterion: SegLoss, optimizer: torch.optim.Opti
 
 
 @contextlib.contextmanager
-def _dataset_errors_named():
-    """A dataset folder that cannot be listed is a config error ('data.root'), not a bug."""
+def _dataset_errors_named(root: str, split_key: str):
+    """A dataset folder that cannot be listed is a config error, not a bug: of 'data.root'
+    when the root folder is not there, else of the split's key (``split_key``)."""
     try:
         yield
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"'data.root': {exc}") from exc
+        key = split_key if Path(root).is_dir() else "data.root"
+        raise ConfigError(f"'{key}': {exc}") from exc
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -133,7 +136,10 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.amp_dtype = autocast_dtype(cfg.train.amp, self.device)
         if self.dist.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            # A file, an unwritable or uncreatable folder: one line naming the key, before work.
+            check_output_dir(self.out_dir, "train.out_dir", ConfigError)
+            # Temp files of a run killed while writing (last.pt, metrics.json): never complete.
+            remove_stale_temps(self.out_dir)
             handler = logging.FileHandler(self.out_dir / "train.log")
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             logging.getLogger().addHandler(handler)
@@ -146,13 +152,13 @@ class Trainer:
     # ---- 2. data --------------------------------------------------------------------------
     def _build_data(self) -> None:
         dc = self.cfg.data
-        with _dataset_errors_named():
+        with _dataset_errors_named(dc.root, "data.train_split"):
             samples = build_train_dataset(self.cfg)
         train_set = samples.dataset
         _check_trainable(train_set, self.cfg, dc.train_split)
         self.val_dataset = None
         if self.cfg.train.eval_every > 0 and self.dist.is_main:
-            with _dataset_errors_named():
+            with _dataset_errors_named(dc.root, "data.val_split"):
                 self.val_dataset = build_dataset(dc.dataset, dc.root, dc.val_split)
             _check_trainable(self.val_dataset, self.cfg, dc.val_split)
         if dc.workers > 0:
@@ -203,10 +209,6 @@ class Trainer:
         self.resume_state = None
         self.config_changes = []
         last = self.out_dir / "last.pt"
-        if self.dist.is_main:
-            # A run killed while saving leaves its temp file behind; last.pt itself is intact.
-            for stale in self.out_dir.glob(".*.pt.*.tmp"):
-                stale.unlink()
         if not last.is_file():
             return
         state = read_file(last)
