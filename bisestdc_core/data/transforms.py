@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from bisestdc_core.classes import IGNORE_INDEX
+from bisestdc_core.image_tensors import images_to_tensor
 from bisestdc_core.normalization import (  # noqa: F401 - the constants are re-exported
     IMAGENET_MEAN,
     IMAGENET_STD,
-    images_to_tensor,
 )
 
 Sample = dict[str, Any]

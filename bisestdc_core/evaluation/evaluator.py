@@ -22,7 +22,8 @@ from torch import nn
 from bisestdc_core.classes import ClassSet
 from bisestdc_core.data.cityscapes_labels import train_ids_to_label_ids
 from bisestdc_core.evaluation.metrics import ConfusionMatrix
-from bisestdc_core.normalization import IMAGENET_MEAN, IMAGENET_STD, images_to_tensor
+from bisestdc_core.image_tensors import images_to_tensor
+from bisestdc_core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ __all__ = ["Segmenter", "SegmentationResult", "available_engines"]
 
 
 def __getattr__(name: str):
-    # The Segmenter (and torch) load on first use, so that the engine registry and the model
-    # files' readers stay importable where torch is not wanted (the node's configuration).
+    # The Segmenter loads on first use, so that the engine registry and the model files'
+    # readers stay light (the node's configuration). None of them imports torch: that is
+    # .checkpoint_source's, for .pt checkpoints and engine torch (see .importlinter).
     if name in __all__:
         from . import segmenter  # noqa: PLC0415
 

@@ -66,10 +66,10 @@ def add_segmenter_arguments(
         group.add_argument("--network-size", type=int, nargs=2, metavar=("H", "W"),
                            help="network input size (none given: the model card's)")
     if model:
-        from ..models import MODEL_REGISTRY  # noqa: PLC0415 - torch, when the parser is built
+        from .model_files import checkpoint_source  # noqa: PLC0415 - torch, for the names
 
         group.add_argument("--model-name", "--model", dest="model_name", default="bisestdc",
-                           choices=tuple(MODEL_REGISTRY),
+                           choices=checkpoint_source().model_names(),
                            help="network of seed checkpoints and random weights (project "
                                 "checkpoints and exports name their own)")
     group.add_argument("--num-classes", type=int, default=19,
@@ -102,6 +102,6 @@ def segmenter_from_args(args: Any, **overrides: Any) -> Segmenter:
         ValueError, RuntimeError: as :class:`Segmenter` does (missing files, unknown names,
             engines that cannot run here).
     """
-    from .segmenter import Segmenter  # noqa: PLC0415 - torch
+    from .segmenter import Segmenter  # noqa: PLC0415
 
     return Segmenter(**segmenter_kwargs(args, **overrides))

@@ -13,11 +13,14 @@ Sidecars are read and written here only; the card inside goes through
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import json
 import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ..model_card import ModelCard, ModelCardError
@@ -26,6 +29,35 @@ log = logging.getLogger(__name__)
 
 ONNX_SIDECAR_FORMAT = "bisestdc-onnx"
 ENGINE_SIDECAR_FORMAT = "bisestdc-tensorrt"
+CHECKPOINT_SOURCE = "bisestdc_core.inference.checkpoint_source"
+_CHUNK = 1 << 20
+
+
+def checkpoint_source() -> ModuleType:
+    """:mod:`.checkpoint_source`, the torch side (``.pt`` checkpoints, exports on the fly,
+    engine ``torch``'s device check), imported on first use and by name: the runtime of
+    exported models (the torch-free-runtime contract of .importlinter) never imports torch."""
+    return importlib.import_module(CHECKPOINT_SOURCE)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_dir(kind: str) -> Path:
+    """``$BISESTDC_CACHE_DIR/kind``, else ``$XDG_CACHE_HOME/bisestdc/kind`` (~/.cache)."""
+    root = os.environ.get("BISESTDC_CACHE_DIR")
+    if root is None:
+        xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        root = Path(xdg) / "bisestdc"
+    path = Path(root) / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 class MissingCard(ModelCardError):
@@ -163,19 +195,4 @@ def checkpoint_card(path: str | os.PathLike) -> ModelCard:
         MissingCard: a seed checkpoint or raw state dict (no card).
         ModelCardError: unreadable file, a field out of bounds.
     """
-    from ..models import MODEL_REGISTRY  # noqa: PLC0415 - torch, only for checkpoints
-    from ..models.checkpoint import (  # noqa: PLC0415
-        PROJECT_FORMAT,
-        CheckpointError,
-        read_file,
-        validate_card,
-    )
-
-    try:
-        obj = read_file(path)
-        if not (isinstance(obj, Mapping) and obj.get("format") == PROJECT_FORMAT):
-            raise MissingCard(f"{path}: holds no model card (a seed or raw state dict "
-                                 f"checkpoint, no 'format': '{PROJECT_FORMAT}')")
-        return validate_card(obj, path, known_models=MODEL_REGISTRY)
-    except CheckpointError as error:
-        raise ModelCardError(str(error)) from None
+    return checkpoint_source().checkpoint_card(path)

@@ -32,12 +32,19 @@ import torch
 from torch import nn
 
 from ..model_card import ModelCard
-from .loading import file_sha256, state_dict_sha256
-from .model_files import ONNX_SIDECAR_FORMAT, read_sidecar, sidecar_path, write_sidecar
-from .processing import (
-    DEFAULT_NETWORK_SIZE,
+from ..safe_files import atomic_path, remove_stale_temps
+from .loading import state_dict_sha256
+from .model_files import (  # noqa: F401 - cache_dir re-exported
+    ONNX_SIDECAR_FORMAT,
+    cache_dir,
+    file_sha256,
+    read_sidecar,
+    sidecar_path,
+    write_sidecar,
+)
+from .processing import DEFAULT_NETWORK_SIZE, check_channel_order
+from .torch_processing import (
     Preprocess,
-    check_channel_order,
     confidence_from_logits,
     labels_from_logits,
     resize_nearest,
@@ -179,17 +186,6 @@ def export_onnx(
     return exported
 
 
-def cache_dir(kind: str) -> Path:
-    """``$BISESTDC_CACHE_DIR/kind``, else ``$XDG_CACHE_HOME/bisestdc/kind`` (~/.cache)."""
-    root = os.environ.get("BISESTDC_CACHE_DIR")
-    if root is None:
-        xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        root = Path(xdg) / "bisestdc"
-    path = Path(root) / kind
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def export_cached(
     network: nn.Module, card: ModelCard, weights: str | os.PathLike | None, *,
     channel_order: str = "rgb", dynamic: bool = True, confidence: bool = False,
@@ -215,12 +211,12 @@ def export_cached(
         log.info("reusing cached ONNX export %s", path)
         return path
     log.info("exporting ONNX into the cache (%s)", path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    export_onnx(
-        network, tmp, card, channel_order=channel_order, dynamic=dynamic, confidence=confidence,
-        source={"weights": str(weights) if weights else None, "weights_sha256": weights_hash},
-    )
-    # Rename the sidecar first: a reader that finds the .onnx always finds its sidecar.
-    os.replace(sidecar_path(tmp), sidecar_path(path))
-    os.replace(tmp, path)
+    remove_stale_temps(path.parent)  # exports of killed processes
+    # The sidecar is renamed first: a reader that finds the .onnx always finds its sidecar.
+    with atomic_path(path, companions=(".json",)) as tmp:
+        export_onnx(
+            network, tmp, card, channel_order=channel_order, dynamic=dynamic,
+            confidence=confidence,
+            source={"weights": str(weights) if weights else None, "weights_sha256": weights_hash},
+        )
     return path

@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..model_card import ModelCard
-from .loading import card_with_class_set
-from .model_files import onnx_card
+from .model_files import checkpoint_source, onnx_card
 from .onnxruntime_engine import OnnxRuntimeEngine, assumed_card, cuda_provider_available
-from .quantize import quantize_cached
 
 if TYPE_CHECKING:
     from .registry import EngineRequest
@@ -40,8 +38,6 @@ def unavailable_reason(request: EngineRequest) -> str | None:
 
 
 def build(request: EngineRequest) -> OnnxRuntimeEngine:
-    from .onnx_export import export_cached  # noqa: PLC0415 - torch, only to export weights
-
     if request.precision == "fp16":
         log.warning("ONNX Runtime runs the fp32 graph (requested fp16)")
     device = request.device if request.cuda and cuda_provider_available() else "cpu"
@@ -49,14 +45,16 @@ def build(request: EngineRequest) -> OnnxRuntimeEngine:
         card = onnx_card(request.onnx) or assumed_card(request.onnx, request.model_name,
                                                          request.num_classes)
         return OnnxRuntimeEngine(request.onnx, card, device=device)
+    # Weights: exported on the fly (and quantized for int8), with torch (by name, on first use).
     model, card = request.network()
-    card = card_with_class_set(card)
+    torch_side = checkpoint_source()
 
     def export(confidence: bool) -> tuple[Path, ModelCard]:
-        path = export_cached(model, card, request.weights, channel_order="rgb", dynamic=True,
-                             confidence=confidence, directory=request.scratch_dir)
+        path = torch_side.export_cached(model, card, request.weights, channel_order="rgb",
+                                        dynamic=True, confidence=confidence,
+                                        directory=request.scratch_dir)
         if request.precision == "int8":
-            path = quantize_cached(path)
+            path = torch_side.quantize_cached(path)
         return path, onnx_card(path)
 
     return OnnxRuntimeEngine(*export(False), device=device,

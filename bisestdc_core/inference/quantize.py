@@ -55,10 +55,10 @@ from tqdm import tqdm
 
 from ..command_line import UsageError, add_debug_flag, require_file, run_command
 from ..model_card import ModelCard
+from ..safe_files import atomic_path, remove_stale_temps
 from .base import prepare_frame
 from .calibration_data import calibration_source
-from .loading import file_sha256
-from .model_files import onnx_card, read_sidecar, sidecar_path, write_sidecar
+from .model_files import file_sha256, onnx_card, read_sidecar, sidecar_path, write_sidecar
 from .onnxruntime_engine import OnnxRuntimeEngine
 from .qdq_rewrites import average_pools_as_depthwise_convs, shapes_from_quantized_tensors
 
@@ -439,12 +439,11 @@ def quantize_cached(fp32_path: str | os.PathLike, *, target: str = "onnxruntime"
     log.warning("quantizing %s to int8 with %d generated calibration scenes; for deployment "
                 "quantize with the camera's own frames (bisestdc-quantize)", fp32_path.name,
                 calib_count)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    quantize_from_sources(fp32_path, tmp, target=target, calib_count=calib_count,
-                          float_layers=DEFAULT_FLOAT_LAYERS, seed=seed)
+    remove_stale_temps(out.parent)  # graphs of killed processes
     # Sidecar first: a reader that finds the .onnx always finds its sidecar.
-    os.replace(sidecar_path(tmp), sidecar_path(out))
-    os.replace(tmp, out)
+    with atomic_path(out, companions=(".json",)) as tmp:
+        quantize_from_sources(fp32_path, tmp, target=target, calib_count=calib_count,
+                              float_layers=DEFAULT_FLOAT_LAYERS, seed=seed)
     return out
 
 
@@ -501,6 +500,7 @@ def main(argv: Sequence[str] | None = None,
 def _quantize_command(args: argparse.Namespace) -> int:
     require_file(args.onnx, "--onnx")
     out = args.out or int8_path(args.onnx)
+    remove_stale_temps(Path(out).parent)  # left by an earlier, killed quantization
     try:
         sidecar = quantize_from_sources(
             args.onnx, out, target=args.int8_target, calib_images=args.calib_images,

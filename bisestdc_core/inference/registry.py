@@ -26,8 +26,6 @@ from typing import TYPE_CHECKING, Any
 from ..model_card import PRECISIONS, ModelCard
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from .base import Engine
     from .calibration_data import CalibrationSource
 
@@ -72,14 +70,16 @@ class EngineRequest:
     def device_index(self) -> int:
         return int(self.device.split(":")[1]) if ":" in self.device else 0
 
-    def network(self) -> tuple[nn.Module, ModelCard]:
-        """The fp32 network of ``weights`` (random without) and its card, with the network
-        size this request runs at; loaded once, whichever engines ask."""
+    def network(self) -> tuple[Any, ModelCard]:
+        """The fp32 network (a torch ``nn.Module``) of ``weights`` (random without) and its
+        card, with the network size this request runs at; loaded once, whichever engines ask.
+        Loads torch (through :mod:`.checkpoint_source`, by name)."""
         if self._network is None:
-            from .loading import load_network  # noqa: PLC0415 - torch
+            from .model_files import checkpoint_source  # noqa: PLC0415
             from .processing import DEFAULT_NETWORK_SIZE  # noqa: PLC0415
 
-            model, card = load_network(self.weights, self.model_name, self.num_classes)
+            model, card = checkpoint_source().load_network(self.weights, self.model_name,
+                                                           self.num_classes)
             size = self.network_size or card.network_size or DEFAULT_NETWORK_SIZE
             self._network = model, card.replace(network_size=(int(size[0]), int(size[1])))
         return self._network
@@ -95,6 +95,8 @@ class EngineSpec:
         module: the module defining ``unavailable_reason(request)`` and ``build(request)``.
         fallible_build: a build that can fail where the engine is installed (TensorRT's parser
             and builder): ``auto`` then logs the reason and takes the next engine.
+        needs_weights: runs only a checkpoint's network (torch): given only an ONNX graph or a
+            TensorRT engine, it is refused here, without importing its module (nor torch).
     """
 
     name: str
@@ -102,6 +104,7 @@ class EngineSpec:
     devices: tuple[str, ...]
     module: str
     fallible_build: bool = False
+    needs_weights: bool = False
 
     def code(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -111,6 +114,9 @@ class EngineSpec:
         if request.precision not in self.precisions:
             runs = [name for name, spec in ENGINES.items() if request.precision in spec.precisions]
             return f"{request.precision} runs on {', '.join(runs) or 'no engine'}"
+        if self.needs_weights and request.weights is None and (
+                request.onnx is not None or request.engine_path is not None):
+            return "needs weights (only an ONNX/engine was given)"
         reason = self.code().unavailable_reason(request)
         if reason is None and ("cuda" if request.cuda else "cpu") not in self.devices:
             reason = "needs a CUDA device" if self.devices == ("cuda",) else \
@@ -136,7 +142,7 @@ def register_engine(spec: EngineSpec) -> None:
 register_engine(EngineSpec("tensorrt", ("fp16", "fp32", "int8"), ("cuda",),
                            "bisestdc_core.inference.tensorrt_engine", fallible_build=True))
 register_engine(EngineSpec("torch", ("fp32", "fp16", "bf16"), ("cpu", "cuda"),
-                           "bisestdc_core.inference.torch_engine"))
+                           "bisestdc_core.inference.torch_engine", needs_weights=True))
 register_engine(EngineSpec("onnxruntime", ("fp32", "fp16", "int8"), ("cpu", "cuda"),
                            "bisestdc_core.inference.onnxruntime_factory"))
 

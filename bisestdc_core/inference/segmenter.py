@@ -33,14 +33,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..classes import ClassSet
 from ..model_card import PRECISIONS, ModelCard
 from ..stage_timings import StageTimings
 from .base import Engine
 from .calibration_data import CalibrationSource
-from .loading import resolve_class_set
+from .class_choice import resolve_class_set
+from .cuda_probe import cuda_available
+from .model_files import checkpoint_source
 from .processing import check_channel_order
 from .registry import AUTO, ENGINE_NAMES, ENGINES, EngineRequest, engine_spec
 
@@ -70,10 +71,15 @@ def available_engines() -> dict[str, str]:
     return {name: spec.code().status() for name, spec in ENGINES.items()}
 
 
-def _resolve_device(device: str) -> str:
+def _resolve_device(device: str, with_torch: bool) -> str:
+    """``auto`` -> cuda or cpu; a CUDA device asked for must exist. ``with_torch``: the request
+    loads torch anyway (a checkpoint or random weights, or engine torch), so torch's answer
+    is taken; an ONNX graph or a TensorRT engine asks the CUDA driver, without torch."""
+    if device == "auto" or device.startswith("cuda"):
+        cuda = checkpoint_source().cuda_available() if with_torch else cuda_available()
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+        return "cuda" if cuda else "cpu"
+    if device.startswith("cuda") and not cuda:
         raise RuntimeError(f"device {device!r} requested but no CUDA device is available")
     if device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
@@ -171,7 +177,9 @@ class Segmenter:
         requested_size = tuple(int(v) for v in network_size) if network_size else None
         request = EngineRequest(
             weights=weights, onnx=onnx, engine_path=engine_path, explicit=engine,
-            device=_resolve_device(device), precision=precision, network_size=requested_size,
+            device=_resolve_device(device, with_torch=engine == "torch" or (
+                onnx is None and engine_path is None)),
+            precision=precision, network_size=requested_size,
             model_name=model_name, num_classes=num_classes, calibration=calibration,
             calib_cache=calib_cache,
             scratch_dir=Path(self._scratch.name) if self._scratch is not None else None)

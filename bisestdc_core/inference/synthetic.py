@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..normalization import images_to_tensor
+from ..image_tensors import images_to_tensor
 
 
 def synthetic_frame(height: int, width: int, rng: np.random.Generator) -> np.ndarray:

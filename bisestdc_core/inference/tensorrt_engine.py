@@ -48,9 +48,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..safe_files import atomic_write_bytes, remove_stale_temps
 from ..stage_timings import StageTimings
 from .base import EngineOutput, prepare_frame, resize_map
 from .calibration_data import CalibrationSource
+from .cuda_probe import cuda_available
 from .model_files import (
     ENGINE_SIDECAR_FORMAT,
     engine_card,
@@ -474,7 +476,7 @@ def _make_calibrator(trt: Any, cuda: Any, frames: Iterator[np.ndarray], nbytes: 
             return None
 
         def write_calibration_cache(self, cache) -> None:
-            cache_file.write_bytes(bytes(cache))
+            atomic_write_bytes(cache_file, bytes(cache))
             log.info("wrote calibration cache %s", cache_file)
 
         def free(self) -> None:
@@ -551,10 +553,7 @@ def build_engine(
                                f"{calibrator.feed.error}") from calibrator.feed.error
         if serialized is None:
             raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine_path.with_name(f".{engine_path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(bytes(serialized))
-    os.replace(tmp, engine_path)
+    atomic_write_bytes(engine_path, bytes(serialized))
     log.info("built %s in %.0f s", engine_path, time.perf_counter() - start)
     return engine_path
 
@@ -583,8 +582,7 @@ def ensure_engine(
     ``engine_path`` None puts the engine in the cache folder under a name derived from the key.
     int8 inputs are checked before TensorRT is loaded (see :func:`int8_mode`).
     """
-    from .loading import file_sha256  # noqa: PLC0415 - torch
-    from .onnx_export import cache_dir  # noqa: PLC0415 - torch and onnx
+    from .model_files import cache_dir, file_sha256  # noqa: PLC0415
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -612,6 +610,7 @@ def ensure_engine(
         return engine_path
     if engine_path.is_file():
         log.info("rebuilding stale TensorRT engine %s: %s", engine_path, "; ".join(reasons))
+    remove_stale_temps(engine_path.parent)  # engines of builds killed while writing
     build_engine(onnx_path, engine_path, precision, shape, workspace_mb=workspace_mb,
                  channel_order=card.channel_order or "rgb", calibration=calibration,
                  calib_cache=calib_cache or default_calibration_cache(engine_path, onnx_sha256))
@@ -804,10 +803,8 @@ class TensorRTEngine:
 # ---- the engine registry's hooks (see .registry) --------------------------------------------
 
 def status() -> str:
-    import torch  # noqa: PLC0415
-
     ok, reason = tensorrt_available()
-    if ok and torch.cuda.is_available():
+    if ok and cuda_available():
         return "available: " + reason
     return "unavailable: " + (reason if not ok else "no CUDA device")
 
@@ -848,9 +845,9 @@ def build(request: EngineRequest) -> TensorRTEngine:
 
 def _export_for_tensorrt(request: EngineRequest) -> Path:
     """Fixed-size ONNX (with confidence) from the weights, for an engine build."""
-    from .loading import card_with_class_set  # noqa: PLC0415 - torch
-    from .onnx_export import export_cached  # noqa: PLC0415
+    from .model_files import checkpoint_source  # noqa: PLC0415 - torch, by name
 
     model, card = request.network()
-    return export_cached(model, card_with_class_set(card), request.weights, channel_order="rgb",
-                         dynamic=False, confidence=True, directory=request.scratch_dir)
+    return checkpoint_source().export_cached(model, card, request.weights, channel_order="rgb",
+                                             dynamic=False, confidence=True,
+                                             directory=request.scratch_dir)

@@ -34,10 +34,9 @@ from ..model_card import ModelCard
 from ..stage_timings import StageTimings
 from .base import EngineOutput
 from .bn_fold import fold_batchnorm
-from .processing import (
-    DEFAULT_NETWORK_SIZE,
+from .processing import DEFAULT_NETWORK_SIZE, check_channel_order
+from .torch_processing import (
     Preprocess,
-    check_channel_order,
     confidence_from_logits,
     labels_from_logits,
     resize_nearest,
