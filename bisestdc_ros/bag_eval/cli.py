@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored:
+    # Ctrl-C (or a supervisor's SIGINT) must still stop the tool and the node it starts.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return run_command(body, args, errors=(BagError, EvalError))
     except KeyboardInterrupt as interrupt:
@@ -173,4 +176,5 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
