@@ -27,6 +27,9 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +135,20 @@ def check_text_limits(text: str, source: str, error: type[Exception] = ValueErro
         raise error(f"{source}: nested {depth} levels deep, more than the {max_depth} allowed")
 
 
+def read_limited_yaml(path: str | os.PathLike, what: str, max_bytes: int, max_depth: int,
+                      error: type[Exception] = ValueError) -> Any:
+    """``path`` parsed by PyYAML's safe loader, once it passed the size and nesting limits;
+    every refusal is ``error`` naming the file."""
+    text = read_limited_text(path, what, max_bytes, error)
+    check_text_limits(text, str(path), error, max_depth)
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise error(f"{path}: nested too deeply") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+
+
 # ---- atomic writes ---------------------------------------------------------------------------
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp(?:\.json)?$")
@@ -146,8 +163,9 @@ def temp_path(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def _fsync(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+def _fsync(path: Path, ignore: tuple[type[OSError], ...] = (FileNotFoundError,)) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to disk; ``ignore``: errors to skip."""
+    with contextlib.suppress(*ignore):
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -182,16 +200,7 @@ def atomic_path(path: str | os.PathLike, mode: int | None = 0o644,
         for leftover in [tmp, *(src for src, _dst in extra)]:
             leftover.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    _fsync(path.parent, ignore=(OSError,))  # some file systems cannot fsync a folder
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = 0o644) -> None:

@@ -34,7 +34,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import yaml
 from rosbags.interfaces import Connection, MessageDefinitionFormat
 from rosbags.rosbag2 import (
     CompressionFormat,
@@ -55,11 +54,7 @@ from rosbags.typesys import (
 )
 from rosbags.typesys.store import Typestore
 
-from bisestdc_core.safe_files import (
-    check_text_limits,
-    read_limited_text,
-    require_regular_file,
-)
+from bisestdc_core.safe_files import read_limited_yaml, require_regular_file
 from bisestdc_ros.image_codec import (
     ImageDecodeError,
     compressed_msg_to_frame,
@@ -159,14 +154,8 @@ def check_bag_folder(path: Path) -> None:
     meta = path / METADATA
     storage: list[Path] = []
     if meta.exists() or meta.is_symlink():
-        text = read_limited_text(meta, "bag metadata", MAX_METADATA_BYTES, BagError)
-        check_text_limits(text, str(meta), BagError, MAX_METADATA_DEPTH)
-        try:
-            doc = yaml.safe_load(text)
-        except RecursionError:
-            raise BagError(f"{meta}: nested too deeply") from None
-        except yaml.YAMLError as exc:
-            raise BagError(f"{meta}: not valid YAML ({' '.join(str(exc).split())})") from None
+        doc = read_limited_yaml(meta, "bag metadata", MAX_METADATA_BYTES, MAX_METADATA_DEPTH,
+                                BagError)
         storage += [path / rel for rel in _check_metadata(meta, doc)]
     try:
         storage += [p for p in path.iterdir() if p.suffix in _STORAGE_SUFFIXES]

@@ -27,7 +27,7 @@ import yaml
 from bisestdc_core.classes import MAX_CLASSES
 from bisestdc_core.command_line import UsageError, one_line
 from bisestdc_core.models import MODEL_REGISTRY
-from bisestdc_core.safe_files import check_text_limits, read_limited_text
+from bisestdc_core.safe_files import check_text_limits, read_limited_yaml
 
 
 class ConfigError(UsageError):
@@ -311,14 +311,7 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     """One config file's own mapping (its ``base`` key included, not yet resolved)."""
     if not path.exists() and not path.is_symlink():
         raise ConfigError(f"{path}: config file not found")
-    text = read_limited_text(path, "config file", MAX_CONFIG_BYTES, ConfigError)
-    check_text_limits(text, f"{path}", ConfigError, MAX_CONFIG_DEPTH)
-    try:
-        raw = yaml.safe_load(text)
-    except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({one_line(exc)})") from exc
+    raw = read_limited_yaml(path, "config file", MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, ConfigError)
     if raw is None:
         return {}  # an empty file: all defaults
     if not isinstance(raw, dict):
