@@ -30,16 +30,19 @@ setup(
     extras_require={"test": ["pytest"]},
     entry_points={
         "console_scripts": [
-            "segment_node = bisestdc_ros.segment_node:main",
-            "bisestdc-make-bag = bisestdc_ros.make_bag:main",
-            "bisestdc-bag-eval = bisestdc_ros.bag_eval:main",
-            # The core's export and quantize CLIs, with the rosbag reader for --calib-bag.
-            "bisestdc-export = bisestdc_ros.bag_calibration:export_main",
-            "bisestdc-benchmark = bisestdc_core.benchmark:main",
-            "bisestdc-quantize = bisestdc_ros.bag_calibration:quantize_main",
-            "bisestdc-train = bisestdc_core.training.cli:main",
-            "bisestdc-evaluate = bisestdc_core.evaluation.cli:main",
-            "bisestdc-package-checkpoint = bisestdc_core.training.package_checkpoint:main",
+            "segment_node = bisestdc_ros.cli.segment_node:main",
+            "bisestdc-make-bag = bisestdc_ros.cli.make_bag:main",
+            "bisestdc-bag-eval = bisestdc_ros.cli.bag_eval:main",
+            "bisestdc-export = bisestdc_core.cli.export:main",
+            "bisestdc-benchmark = bisestdc_core.cli.benchmark:main",
+            "bisestdc-quantize = bisestdc_core.cli.quantize:main",
+            "bisestdc-train = bisestdc_core.cli.train:main",
+            "bisestdc-evaluate = bisestdc_core.cli.evaluate:main",
+            "bisestdc-package-checkpoint = bisestdc_core.cli.package_checkpoint:main",
+        ],
+        # The core's calibration sources read --calib-bag with this (the core imports no ROS).
+        "bisestdc.bag_frame_readers": [
+            "rosbag2 = bisestdc_ros.bags.calibration_frames:RosbagFrames",
         ],
     },
 )

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from bisestdc_core.command_line import USAGE_EXIT, HelpFormatter, require_cuda_message
-from bisestdc_core.data.datasets import build_dataset
+from bisestdc_core.cli.boundary import USAGE_EXIT, HelpFormatter
+from bisestdc_core.data.registry import build_dataset
+from bisestdc_core.errors import require_cuda_message
 from bisestdc_core.evaluation.evaluator import evaluate
 from bisestdc_core.models import load_checkpoint_model
 from bisestdc_core.training.config import load_config

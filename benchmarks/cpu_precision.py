@@ -41,11 +41,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from benchmarks.reports import write_report
-from bisestdc_core.benchmark import hardware_info, parse_size, summarise
+from bisestdc_core.cli.benchmark import hardware_info, parse_size, summarise
 from bisestdc_core.inference import Segmenter
-from bisestdc_core.inference.onnxruntime_engine import make_session, usable_cores
-from bisestdc_core.inference.synthetic import synthetic_frame
+from bisestdc_core.inference.onnxruntime.session import make_session, usable_cores
 from bisestdc_core.inference.torch_engine import cpu_bf16_supported
+from bisestdc_core.inference.untrained_network import synthetic_frame
 from bisestdc_core.models import MODEL_REGISTRY, build_model
 
 log = logging.getLogger("cpu_precision")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from bisestdc_core.command_line import HelpFormatter
+from bisestdc_core.cli.boundary import HelpFormatter
 from bisestdc_core.data.synthetic import write_dataset
 from bisestdc_core.losses import SegLoss
 from bisestdc_core.models import build_model

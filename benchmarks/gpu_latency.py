@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))  # a script in benchmarks/, run without installing
     import torch  # noqa: PLC0415
 
-    from bisestdc_core.benchmark import hardware_info, summarise, time_segmenter  # noqa: PLC0415
+    from bisestdc_core.cli.benchmark import hardware_info, summarise, time_segmenter  # noqa: PLC0415
     from bisestdc_core.inference import Segmenter  # noqa: PLC0415
-    from bisestdc_core.inference.synthetic import (  # noqa: PLC0415
+    from bisestdc_core.inference.untrained_network import (  # noqa: PLC0415
         calibrate_batchnorm,
         synthetic_frame,
     )

@@ -1,9 +1,9 @@
 """Accuracy kept by int8: fp32 and QDQ int8 graphs of one checkpoint on a labelled val split.
 
 Exports the checkpoint (fixed input = network size, uint8 frame in, labels out), quantizes it
-with :mod:`bisestdc_core.inference.quantize` (float layers chosen by measurement on held-out
-calibration frames), then runs both graphs through the ONNX Runtime engine on every val image
-(resized to the network size, labels nearest-resized back to the label size, the deployed
+with :mod:`bisestdc_core.inference.onnxruntime.quantize` (float layers chosen by measurement on
+held-out calibration frames), then runs both graphs through the ONNX Runtime engine on every val
+image (resized to the network size, labels nearest-resized back to the label size, the deployed
 path) and scores them against the ground truth: mIoU, small-object IoU, per-class IoU, and
 the pixels on which int8 and fp32 labels agree. Targets: agreement >= 99 %, mIoU drop <= 1.0
 point, small-object IoU drop <= 2.0 points.
@@ -31,25 +31,21 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmarks.reports import write_report
-from bisestdc_core.benchmark import hardware_info, parse_size
-from bisestdc_core.data.datasets import DATASET_KINDS, build_dataset
+from bisestdc_core.artefacts import file_sha256
+from bisestdc_core.cli.benchmark import hardware_info, parse_size
+from bisestdc_core.cli.quantize import add_quantize_arguments, parse_float_layers
+from bisestdc_core.data.registry import DATASET_NAMES, build_dataset
 from bisestdc_core.evaluation.metrics import ConfusionMatrix
-from bisestdc_core.inference.loading import (
-    card_with_class_set,
-    file_sha256,
-    load_network,
-    resolve_class_set,
-)
+from bisestdc_core.inference.class_choice import card_with_class_set, resolve_class_set
+from bisestdc_core.inference.loading import load_network
 from bisestdc_core.inference.onnx_export import export_onnx
-from bisestdc_core.inference.onnxruntime_engine import OnnxRuntimeEngine
-from bisestdc_core.inference.processing import DEFAULT_NETWORK_SIZE
-from bisestdc_core.inference.quantize import (
+from bisestdc_core.inference.onnxruntime.engine import OnnxRuntimeEngine
+from bisestdc_core.inference.onnxruntime.quantize import (
     DEFAULT_CALIB_COUNT,
     DEFAULT_SELECT_COUNT,
-    add_quantize_arguments,
-    parse_float_layers,
     quantize_from_sources,
 )
+from bisestdc_core.inference.processing import DEFAULT_NETWORK_SIZE
 
 log = logging.getLogger("int8_accuracy")
 TARGETS = {"agreement": 0.99, "miou_drop": 1.0, "small_object_miou_drop": 2.0}
@@ -183,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--weights", required=True, help="project checkpoint")
-    parser.add_argument("--dataset", default="synthetic", choices=list(DATASET_KINDS))
+    parser.add_argument("--dataset", default="synthetic", choices=DATASET_NAMES)
     parser.add_argument("--root", required=True, help="dataset root")
     parser.add_argument("--split", default="val")
     parser.add_argument("--network-size", type=parse_size, metavar="HxW",

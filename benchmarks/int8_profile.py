@@ -4,7 +4,7 @@ The demo checkpoint (BiSeSTDC-Seg, 256x512) is exported once and quantized in th
 led to the shipped recipe, each run on the same frame with the project's session settings:
 
 1. the plain QDQ graph (no graph rewrites), head convolution and logits resize float;
-2. with the rewrites of ``bisestdc_core.inference.qdq_rewrites``;
+2. with the rewrites of ``bisestdc_core.inference.onnxruntime.qdq_rewrites``;
 3. also without ONNX Runtime's NCHWc layout (what int8 sessions use);
 4. also no float layers (what the 0.2-point float-layer bar chose for this checkpoint).
 
@@ -27,12 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from bisestdc_core.benchmark import hardware_info
+from bisestdc_core.cli.benchmark import hardware_info
 from bisestdc_core.inference.calibration_data import frames_from_synthetic
 from bisestdc_core.inference.loading import load_network
 from bisestdc_core.inference.onnx_export import export_onnx
-from bisestdc_core.inference.onnxruntime_engine import make_session
-from bisestdc_core.inference.quantize import graph_labels, label_agreement, quantize_onnx
+from bisestdc_core.inference.onnxruntime.quantize import (
+    graph_labels,
+    label_agreement,
+    quantize_onnx,
+)
+from bisestdc_core.inference.onnxruntime.session import make_session
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "training" / "checkpoints" / "demo" / "bisestdc_synthetic.pt"

@@ -33,11 +33,11 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from bisestdc_core.benchmark import cpu_model
-from bisestdc_core.inference.onnxruntime_engine import usable_cores
-from bisestdc_ros.node_outputs import OUTPUTS
-from bisestdc_ros.segment_config import output_topics
-from bisestdc_ros.segment_node import SegmentNode
+from bisestdc_core.cli.benchmark import cpu_model
+from bisestdc_core.inference.onnxruntime.session import usable_cores
+from bisestdc_ros.node.config import output_topics
+from bisestdc_ros.node.outputs import OUTPUTS
+from bisestdc_ros.node.segment_node import SegmentNode
 
 LOG = logging.getLogger("node_overhead")
 SIZES = ((512, 1024), (1080, 1920))  # (H, W)

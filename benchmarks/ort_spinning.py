@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bisestdc_core.benchmark import hardware_info
+from bisestdc_core.cli.benchmark import hardware_info
 from bisestdc_core.inference.calibration_data import frames_from_synthetic
 from bisestdc_core.inference.loading import load_network
 from bisestdc_core.inference.onnx_export import export_onnx
-from bisestdc_core.inference.onnxruntime_engine import make_session
-from bisestdc_core.inference.quantize import DEFAULT_FLOAT_LAYERS, quantize_onnx
+from bisestdc_core.inference.onnxruntime.quantize import DEFAULT_FLOAT_LAYERS, quantize_onnx
+from bisestdc_core.inference.onnxruntime.session import make_session
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "training" / "checkpoints" / "demo" / "bisestdc_synthetic.pt"

@@ -10,7 +10,7 @@ DEMO=training/checkpoints/demo/bisestdc_synthetic.pt
   > benchmarks/cpu_environment.txt
 
 # 1. Engine latency: uint8 frame in -> uint8 labels out through Segmenter.
-python -m bisestdc_core.benchmark --engines onnxruntime torch --models bisestdc stdc1 stdc2 \
+python -m bisestdc_core.cli.benchmark --engines onnxruntime torch --models bisestdc stdc1 stdc2 \
   --sizes 256x512 512x1024 --warmup 3 --runs 20 --device cpu --out benchmarks \
   --name cpu_latency --note "Idle 2-core CPU; random weights (latency does not depend on values); frame size = network size."
 

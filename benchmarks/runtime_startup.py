@@ -1,6 +1,6 @@
 """Start-up of segment_node with an ONNX graph vs the same model as a ``.pt`` checkpoint.
 
-Each run starts ``python -m bisestdc_ros.segment_node`` (engine onnxruntime, CPU) in a
+Each run starts ``python -m bisestdc_ros.cli.segment_node`` (engine onnxruntime, CPU) in a
 subprocess and measures the time from the start to its "segmenting ..." log line and, at that
 moment, its resident memory (``VmRSS`` of ``/proc/<pid>/status``) and whether torch is mapped
 into it (``libtorch`` in ``/proc/<pid>/maps``); the node is then stopped by its PID with SIGINT.
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bisestdc_ros.node_process import node_log_tail, segment_node_command, start_node, stop_node
+from bisestdc_ros.node.process import node_log_tail, segment_node_command, start_node, stop_node
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG = REPO_ROOT / "config" / "segment.yaml"
@@ -113,7 +113,7 @@ def start_once(label: str, model_args: list[str], env: dict[str, str], log_path:
 
 
 def machine_lines(argv: list[str]) -> list[str]:
-    from bisestdc_core.benchmark import cpu_model  # noqa: PLC0415
+    from bisestdc_core.cli.benchmark import cpu_model  # noqa: PLC0415
 
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return [

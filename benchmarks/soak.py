@@ -33,14 +33,14 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from bisestdc_ros.node_process import (
+from bisestdc_ros.node.config import output_topics
+from bisestdc_ros.node.process import (
     FASTDDS_PROFILE_VARIABLES,
     fastdds_profile,
     segment_node_command,
     start_node,
     stop_node,
 )
-from bisestdc_ros.segment_config import output_topics
 
 LOG = logging.getLogger("soak")
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .normalization import IMAGENET_MEAN, IMAGENET_STD
+from bisestdc_core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 
 def images_to_tensor(images: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,

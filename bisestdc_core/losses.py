@@ -9,43 +9,68 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .classes import IGNORE_INDEX
+from bisestdc_core.classes import IGNORE_INDEX
 
 
 class OhemCELoss(nn.Module):
-    """Online hard example mining cross-entropy.
+    """Online hard example mining cross-entropy, optionally class-weighted.
 
     Keeps every pixel whose probability for its true class is below ``thresh`` (loss above
     -log(thresh)), and at least ``n_min = N*H*W * min_kept_ratio`` pixels (the hardest).
-    Ignored pixels never count.
+    Ignored pixels never count. With ``class_weights`` the kept pixels' losses are averaged
+    with the weight of their true class (sum(w * loss) / sum(w)); which pixels are kept is
+    decided on the unweighted loss, so the weights change how much a class counts, not which
+    pixels are hard.
     """
 
     def __init__(self, thresh: float = 0.7, min_kept_ratio: float = 1 / 16,
-                 ignore_index: int = IGNORE_INDEX):
+                 ignore_index: int = IGNORE_INDEX,
+                 class_weights: Sequence[float] | None = None):
         super().__init__()
         self.loss_thresh = -math.log(thresh)
         self.min_kept_ratio = min_kept_ratio
         self.ignore_index = ignore_index
+        weights = torch.tensor(list(class_weights), dtype=torch.float32) if class_weights \
+            else torch.empty(0)
+        # Not persistent: the weights are the config's, not the network's.
+        self.register_buffer("class_weights", weights, persistent=False)
 
-    def kept_pixels(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The per-pixel losses that OHEM keeps (1-D). logits N x C x H x W, labels N x H x W."""
+    def _kept(self, logits: torch.Tensor, labels: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-pixel losses, indices of the kept pixels), both 1-D."""
         loss = F.cross_entropy(
             logits.float(), labels.long(), ignore_index=self.ignore_index, reduction="none"
         ).flatten()
         n_min = min(int(labels.numel() * self.min_kept_ratio), loss.numel())
         hard = loss > self.loss_thresh
         if int(hard.sum()) > n_min:
-            return loss[hard]
-        return loss.topk(n_min, sorted=False).values
+            return loss, hard.nonzero().squeeze(1)
+        return loss, loss.topk(n_min, sorted=False).indices
+
+    def kept_pixels(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The per-pixel losses that OHEM keeps (1-D). logits N x C x H x W, labels N x H x W."""
+        loss, kept = self._kept(logits, labels)
+        return loss[kept]
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.kept_pixels(logits, labels).mean()
+        loss, kept = self._kept(logits, labels)
+        if not self.class_weights.numel():
+            return loss[kept].mean()
+        if self.class_weights.numel() != logits.shape[1]:
+            raise ValueError(f"loss.class_weights has {self.class_weights.numel()} values for "
+                             f"{logits.shape[1]} classes")
+        target = labels.flatten()[kept].long()
+        # Ignored pixels are only kept when fewer than n_min pixels are labelled: weight 0.
+        valid = target != self.ignore_index
+        weights = self.class_weights.to(loss.device)[target.clamp(0, logits.shape[1] - 1)] * valid
+        return (loss[kept] * weights).sum() / weights.sum().clamp_min(1e-12)
 
 
 def laplacian_kernel() -> torch.Tensor:
@@ -118,9 +143,9 @@ class SegLoss(nn.Module):
     """
 
     def __init__(self, *, ohem_thresh: float, ohem_min_kept_ratio: float, aux_weight: float,
-                 detail_weight: float):
+                 detail_weight: float, class_weights: Sequence[float] = ()):
         super().__init__()
-        self.ohem = OhemCELoss(ohem_thresh, ohem_min_kept_ratio)
+        self.ohem = OhemCELoss(ohem_thresh, ohem_min_kept_ratio, class_weights=class_weights)
         self.detail = DetailAggregateLoss()
         self.aux_weight = aux_weight
         self.detail_weight = detail_weight

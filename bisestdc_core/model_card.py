@@ -27,8 +27,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .classes import CLASS_SETS, MAX_CLASSES, ClassSet, get_class_set
-from .normalization import IMAGENET_MEAN, IMAGENET_STD
+from bisestdc_core.classes import CLASS_SETS, MAX_CLASSES, ClassSet, get_class_set
+from bisestdc_core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 # The numeric precisions a network can be stored or run at (the engines' registry says which
 # engine runs which).

@@ -8,15 +8,5 @@ them is :func:`bisestdc_core.image_tensors.images_to_tensor`.
 
 from __future__ import annotations
 
-import importlib
-
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def __getattr__(name: str):
-    # images_to_tensor moved to bisestdc_core.image_tensors (torch); reached by name so that
-    # this module, which the model card imports, never imports torch (.importlinter).
-    if name == "images_to_tensor":
-        return importlib.import_module("bisestdc_core.image_tensors").images_to_tensor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,11 +23,14 @@ import sys
 import time
 from pathlib import Path
 
-from bisestdc_core.command_line import add_debug_flag, require_file, run_command, tool_options
+from bisestdc_core.cli.boundary import add_debug_flag, require_file, run_command, tool_options
 from bisestdc_core.inference.registry import AUTO, ENGINE_CHOICES
-from bisestdc_ros import bag_eval, make_bag
-from bisestdc_ros.bag_eval.cli import summary_line as bag_eval_summary
-from bisestdc_ros.bag_io import BagError
+from bisestdc_ros.bag_eval.errors import EvalError
+from bisestdc_ros.bag_eval.run import evaluate
+from bisestdc_ros.bags.make_bag import make_bag
+from bisestdc_ros.bags.reader import BagError
+from bisestdc_ros.cli import bag_eval as bag_eval_cli
+from bisestdc_ros.cli import make_bag as make_bag_cli
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     # The demo's DDS traffic stays on this machine.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     try:
-        return run_command(_demo, args, errors=(BagError, bag_eval.EvalError))
+        return run_command(_demo, args, errors=(BagError, EvalError))
     except KeyboardInterrupt:
         log.error("interrupted: stopped before the summary")
         return 130
@@ -79,19 +82,21 @@ def _demo(args: argparse.Namespace) -> int:
     if bag.exists():
         shutil.rmtree(bag)
     args.out.mkdir(parents=True, exist_ok=True)
-    counts = make_bag.make_bag(tool_options(
-        make_bag.build_parser(), source="synthetic", frames=args.frames,
+    counts = make_bag(tool_options(
+        make_bag_cli.build_parser(), source="synthetic", frames=args.frames,
         height=args.height, width=args.width, rate=args.rate, seed=args.seed,
         storage=args.storage, out=bag))
-    print(make_bag.summary_line(bag, counts))
+    print(make_bag_cli.summary_line(bag, counts))
 
     _step(2, 3, f"Starting segment_node (engine {args.engine}, weights "
                 f"{args.weights.name}) and replaying the bag on ROS 2 topics: closed loop "
                 f"for the scores, then at {args.rate:g} Hz for latency and drops")
-    report = bag_eval.evaluate(tool_options(
-        bag_eval.build_parser(), bag=bag, mode="live", weights=str(args.weights),
-        engine=args.engine, device="cpu", reliable=True, replay="both", out=report_dir))
-    print(bag_eval_summary(report, report_dir))
+    eval_args = tool_options(
+        bag_eval_cli.build_parser(), bag=bag, mode="live", weights=str(args.weights),
+        engine=args.engine, device="cpu", reliable=True, replay="both", out=report_dir)
+    bag_eval_cli.check_args(eval_args)
+    report = evaluate(eval_args)
+    print(bag_eval_cli.summary_line(report, report_dir))
 
     _step(3, 3, "Summary")
     print(summary_text(report, report_dir, time.perf_counter() - started))

@@ -51,6 +51,20 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
                           "default size)"),
     "model_name": ("", "network architecture name, e.g. bisestdc or stdc1"),
     "num_classes": ("", "classes the network predicts"),
+    # TensorRT (ignored by the other engines); node defaults in config/segment.yaml.
+    "build_only": ("", "true: build or refresh the TensorRT engine, log its path and exit 0 "
+                       "without subscribing (needs engine:=tensorrt; default false)"),
+    "int8_calibration": ("", "TensorRT int8 scales: qdq (default: from a QDQ graph) or "
+                             "implicit (entropy calibrator, deprecated from TensorRT 10.1)"),
+    "workspace_mb": ("", "TensorRT builder workspace limit in MiB (default 2048)"),
+    "timing_cache": ("", "TensorRT persistent timing cache file (default empty: one per GPU "
+                         "and TensorRT version in the engine cache)"),
+    "dla_core": ("", "TensorRT: -1 (default) the GPU, N >= 0 DLA core N with GPU fallback"),
+    "cuda_graph": ("", "true: TensorRT replays each frame as a CUDA graph (default false; "
+                       "needs cuda-python)"),
+    "zero_copy": ("", "TensorRT host-mapped buffers: auto (default: on integrated GPUs, "
+                      "Jetson), on or off"),
+    "profile_layers": ("", "TensorRT: log per-layer times every N frames (default 0: off)"),
     "use_sim_time": ("", "true: the node's clock follows /clock (bag replay, simulation)"),
     "log_level": ("", "log level of the node: debug, info, warn, error or fatal "
                       "(or LOGGER:=LEVEL); empty: info"),
@@ -65,9 +79,11 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
 
 # Launch arguments that set the node parameter of the same name, by type, when non-empty.
 _STRING_PARAMETERS = ("engine", "weights", "engine_path", "onnx", "device", "precision",
-                      "model_name", "input_type", "qos")
-_INTEGER_PARAMETERS = ("network_height", "network_width", "num_classes")
-_BOOL_PARAMETERS = ("use_sim_time",)
+                      "model_name", "input_type", "qos", "int8_calibration", "timing_cache",
+                      "zero_copy")
+_INTEGER_PARAMETERS = ("network_height", "network_width", "num_classes", "workspace_mb",
+                       "dla_core", "profile_layers")
+_BOOL_PARAMETERS = ("use_sim_time", "build_only", "cuda_graph")
 # Launch-only switches, not parameters of the node.
 _SWITCHES = ("large_images", "managed", "autostart")
 

@@ -8,6 +8,7 @@ machine and parallel or successive tests never hear each other.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import sys
 from pathlib import Path
@@ -19,10 +20,31 @@ if str(REPO_ROOT) not in sys.path:
     # colcon runs pytest from the source tree; make the packages importable from there too.
     sys.path.insert(0, str(REPO_ROOT))
 
-# Domain ids 1..100 are valid for every RMW; start from the process id so that two pytest
-# processes running at the same time are unlikely to collide, then step per test.
-_DOMAIN_IDS = itertools.cycle(range(1, 101))
-for _ in range(os.getpid() % 100):
+
+def domain_id_range() -> range:
+    """The ROS_DOMAIN_IDs this pytest process may use.
+
+    Ids 1..100 are valid for every RMW. BISESTDC_TEST_DOMAIN_IDS="FIRST-LAST" confines a run to
+    its own ids, so that people sharing a machine cannot hear each other's nodes. Under
+    pytest-xdist each worker takes its own slice of the range: two workers starting nodes at
+    the same moment would otherwise join each other's graphs (a `ros2 param` reaching the other
+    worker's /segment_node, a probe receiving the other's labels).
+    """
+    given = os.environ.get("BISESTDC_TEST_DOMAIN_IDS")
+    first, last = (int(v) for v in given.split("-")) if given else (1, 100)
+    ids = range(first, last + 1)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... under xdist
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker.startswith("gw") and 1 < workers <= len(ids):
+        ids = ids[int(worker[2:])::workers]
+    return ids
+
+
+DOMAIN_IDS = domain_id_range()
+# Start from the process id so that two pytest processes running at the same time on the
+# same range are unlikely to collide, then step per test.
+_DOMAIN_IDS = itertools.cycle(DOMAIN_IDS)
+for _ in range(os.getpid() % len(DOMAIN_IDS)):
     next(_DOMAIN_IDS)
 
 
@@ -88,3 +110,20 @@ def rclpy_context(ros_env):
     finally:
         if context.ok():
             rclpy.shutdown(context=context)
+
+
+@pytest.fixture(autouse=True)
+def standard_loggers_after_launch():
+    """Importing ``launch`` in process (the launch-file tests do) makes every logger created
+    afterwards a ``LaunchLogger`` that does not propagate, so a later test's caplog would miss
+    the records of a project logger first created then (e.g. the parent named in
+    ``caplog.at_level(logger=...)``). Put the standard logger class back after each test and let
+    the project's loggers propagate again; launch's own loggers keep their setting."""
+    yield
+    if logging.getLoggerClass() is logging.Logger:
+        return
+    logging.setLoggerClass(logging.Logger)
+    for name, logger in logging.root.manager.loggerDict.items():
+        if name.startswith(("bisestdc_core", "bisestdc_ros")) and \
+                isinstance(logger, logging.Logger) and type(logger) is not logging.Logger:
+            logger.propagate = True

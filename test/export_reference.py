@@ -29,7 +29,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from bisestdc_core.classes import CITYSCAPES  # noqa: E402
 from bisestdc_core.inference.onnx_export import export_onnx  # noqa: E402
-from bisestdc_core.inference.synthetic import synthetic_frame  # noqa: E402
+from bisestdc_core.inference.untrained_network import synthetic_frame  # noqa: E402
 from bisestdc_core.model_card import ModelCard  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "export_reference.npz"

@@ -7,7 +7,7 @@ import torch
 
 from bisestdc_core.classes import CITYSCAPES
 from bisestdc_core.inference.onnx_export import export_onnx
-from bisestdc_core.inference.synthetic import calibrate_batchnorm, synthetic_frame
+from bisestdc_core.inference.untrained_network import calibrate_batchnorm, synthetic_frame
 from bisestdc_core.model_card import ModelCard
 from bisestdc_core.models import build_model
 

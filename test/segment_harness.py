@@ -6,10 +6,11 @@ are slow on a loaded 2-core machine), never by fixed sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from bisestdc_ros.node_outputs import OUTPUTS
-from bisestdc_ros.segment_config import output_topics
+from bisestdc_ros.node.config import output_topics
+from bisestdc_ros.node.outputs import OUTPUTS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG = REPO_ROOT / "config" / "segment.yaml"
@@ -126,6 +127,30 @@ class Probe:
         raise AssertionError(f"no {outputs} for stamp {key} within {timeout:.0f} s")
 
 
+@contextlib.contextmanager
+def flooding(probe: Probe, frame_rgb: np.ndarray, period_s: float = 0.01) -> Iterator[None]:
+    """Publish ``frame_rgb`` on the probe's camera every ``period_s`` while the block runs.
+
+    Faster than the engine, so the node's worker is always inside a frame: what the shutdown
+    tests signal the node under.
+    """
+    stop = threading.Event()
+
+    def flood() -> None:
+        seq = 0
+        while not stop.wait(period_s):
+            seq += 1
+            probe.publisher.publish(image_msg(frame_rgb, seq))
+
+    flooder = threading.Thread(target=flood, name="flooder", daemon=True)
+    flooder.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        flooder.join(timeout=10)
+
+
 class Spinner:
     """Spin nodes in a background executor for the duration of a test."""
 
@@ -149,15 +174,15 @@ class Spinner:
 
 def start_node_process(ros_env: dict[str, str], ros_args: list[str],
                        log_path: Path) -> subprocess.Popen:
-    """Start ``python -m bisestdc_ros.segment_node --ros-args ...`` with the test's env."""
-    from bisestdc_ros.node_process import segment_node_command, start_node
+    """Start ``python -m bisestdc_ros.cli.segment_node --ros-args ...`` with the test's env."""
+    from bisestdc_ros.node.process import segment_node_command, start_node
 
     return start_node(segment_node_command(ros_args), log_path, env=ros_env)
 
 
 def stop_node_process(process: subprocess.Popen, timeout: float = 30.0) -> int:
     """SIGINT, then SIGKILL to the group: the same shutdown the bag tools use."""
-    from bisestdc_ros.node_process import stop_node
+    from bisestdc_ros.node.process import stop_node
 
     return stop_node(process, timeout)
 
@@ -180,7 +205,7 @@ def write_test_checkpoint(path: Path, model_name: str = "stdc1", seed: int = 0,
     """
     import torch
 
-    from bisestdc_core.inference.synthetic import calibrate_batchnorm, synthetic_frame
+    from bisestdc_core.inference.untrained_network import calibrate_batchnorm, synthetic_frame
     from bisestdc_core.models import build_model, save_checkpoint
 
     torch.manual_seed(seed)
@@ -203,7 +228,7 @@ def interrupt_group(process: subprocess.Popen, timeout: float = 60.0) -> int:
 
     Returns the exit code; SIGKILLs the group (and fails the caller's check) if it hangs.
     """
-    from bisestdc_ros.node_process import stop_node
+    from bisestdc_ros.node.process import stop_node
 
     return stop_node(process, timeout, group=True)
 

@@ -19,19 +19,18 @@ import pytest
 import yaml
 from rosbags.rosbag2 import Writer
 
-from bisestdc_ros import bag_eval, make_bag
-from bisestdc_ros.bag_io import (
-    CLASS_SET_KEY,
+from bisestdc_ros import bag_eval
+from bisestdc_ros.bags.messages import (
     IMAGE,
-    BagError,
-    BagReader,
-    BagWriter,
     header_msg,
     image_msg,
     labels_msg,
     stamp_ns,
     typestore,
 )
+from bisestdc_ros.bags.reader import CLASS_SET_KEY, BagError, BagReader
+from bisestdc_ros.bags.writer import BagWriter
+from bisestdc_ros.cli import make_bag
 
 H, W = 8, 16
 SERVICE_EVENT_TYPE = "rcl_interfaces/srv/GetParameters_Event"

@@ -23,16 +23,17 @@ import pytest
 from segment_harness import engine_available
 
 from bisestdc_core.data.synthetic import render_sequence
-from bisestdc_ros import bag_eval, make_bag
-from bisestdc_ros.bag_io import (
+from bisestdc_ros.bags.messages import (
     CAMERA_INFO,
     IMAGE,
     NS_PER_S,
-    BagWriter,
     camera_info_msg,
     header_msg,
     image_msg,
 )
+from bisestdc_ros.bags.writer import BagWriter
+from bisestdc_ros.cli import bag_eval as bag_eval_cli
+from bisestdc_ros.cli import make_bag
 
 NETWORK_SIZE = ("128", "256")
 FRAMES = 6
@@ -64,10 +65,10 @@ def test_closed_loop_replay_matches_offline(ros_env, tmp_path, weights, monkeypa
     assert make_bag.main(["--source", "synthetic", "--frames", str(FRAMES), "--height", "128",
                           "--width", "256", "--rate", "2", "--out", str(bag)]) == 0
     offline_dir = tmp_path / "offline"
-    assert bag_eval.main(["--bag", str(bag), "--mode", "offline", "--out", str(offline_dir),
+    assert bag_eval_cli.main(["--bag", str(bag), "--mode", "offline", "--out", str(offline_dir),
                           *model_args(weights)]) == 0
     live_dir = tmp_path / "live"
-    assert bag_eval.main(["--bag", str(bag), "--mode", "live", "--out", str(live_dir),
+    assert bag_eval_cli.main(["--bag", str(bag), "--mode", "live", "--out", str(live_dir),
                           "--replay", "both", "--startup-timeout", "90", "--idle-timeout", "5",
                           *model_args(weights)]) == 0
 
@@ -123,7 +124,7 @@ def test_live_inspects_a_drive_with_a_pause(ros_env, tmp_path, weights, monkeypa
     recorded_drive(bag, frames=5, pause_after=2, pause_s=3600.0, broken=4)  # an hour parked
     out = tmp_path / "live"
     started = time.monotonic()
-    assert bag_eval.main(["--bag", str(bag), "--mode", "live", "--out", str(out),
+    assert bag_eval_cli.main(["--bag", str(bag), "--mode", "live", "--out", str(out),
                           "--max-gap", "0.5", "--reliable", "--startup-timeout", "90",
                           "--idle-timeout", "5", *model_args(weights)]) == 0
     assert time.monotonic() - started < 600  # far from the hour in the recording

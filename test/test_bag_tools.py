@@ -20,14 +20,12 @@ from bisestdc_core.classes import CITYSCAPES, IGNORE_INDEX
 from bisestdc_core.data.synthetic import render_sequence, write_dataset
 from bisestdc_core.evaluation.metrics import ConfusionMatrix
 from bisestdc_core.inference.model_files import describe
-from bisestdc_ros import bag_eval, make_bag, node_process
-from bisestdc_ros.bag_io import (
+from bisestdc_ros import bag_eval
+from bisestdc_ros.bags.messages import (
     CAMERA_INFO,
     COMPRESSED_IMAGE,
     IMAGE,
     NS_PER_S,
-    BagReader,
-    BagWriter,
     frame_from_msg,
     header_msg,
     image_msg,
@@ -35,6 +33,11 @@ from bisestdc_ros.bag_io import (
     labels_msg,
     stamp_ns,
 )
+from bisestdc_ros.bags.reader import BagReader
+from bisestdc_ros.bags.writer import BagWriter
+from bisestdc_ros.cli import bag_eval as bag_eval_cli
+from bisestdc_ros.cli import make_bag
+from bisestdc_ros.node import process as node_process
 
 H, W = 64, 128
 NETWORK_SIZE = ("128", "256")
@@ -208,7 +211,7 @@ def test_cityscapes_city_in_name_order(tmp_path):
 
 
 def test_help_exits_zero(capsys):
-    for module in (make_bag, bag_eval):
+    for module in (make_bag, bag_eval_cli):
         with pytest.raises(SystemExit) as exit_info:
             module.main(["--help"])
         assert exit_info.value.code == 0
@@ -224,12 +227,12 @@ def no_inference(monkeypatch):
     def refuse(args):
         raise AssertionError("inference started on a bag that should have been refused")
     monkeypatch.setattr(bag_eval.offline, "build_segmenter", refuse)
-    monkeypatch.setattr(bag_eval.cli, "run_live", refuse)
+    monkeypatch.setattr(bag_eval.run, "run_live", refuse)
 
 
 def eval_fails(capsys, bag: Path, weights: Path, *extra: str) -> str:
     capsys.readouterr()  # what making the bag printed
-    code = bag_eval.main(["--bag", str(bag), "--weights", str(weights), "--network-size",
+    code = bag_eval_cli.main(["--bag", str(bag), "--weights", str(weights), "--network-size",
                           *NETWORK_SIZE, "--out", str(bag.parent / "report"), *extra])
     assert code == 2  # the one error boundary: one line on stderr, exit 2
     err = capsys.readouterr().err
@@ -237,6 +240,7 @@ def eval_fails(capsys, bag: Path, weights: Path, *extra: str) -> str:
     return err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["offline", "live"])
 def test_missing_topic_names_the_topics(tmp_path, capsys, no_inference, monkeypatch, mode,
                                         weights):
@@ -314,6 +318,7 @@ def test_stamp_matcher_scores_pairs_in_any_order():
     assert matcher.matrix.matrix[0, 0] == 4 and matcher.matrix.matrix[1, 0] == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("image_format", ["raw", "png"])
 def test_offline_report_matches_direct_confusion_matrix(tmp_path, weights, onnx_cache,
                                                         image_format):
@@ -321,7 +326,7 @@ def test_offline_report_matches_direct_confusion_matrix(tmp_path, weights, onnx_
 
     bag = synthetic_bag(tmp_path / "bag", "--image-format", image_format, frames=4)
     out = tmp_path / "report"
-    code = bag_eval.main(["--bag", str(bag), "--mode", "offline", "--weights", str(weights),
+    code = bag_eval_cli.main(["--bag", str(bag), "--mode", "offline", "--weights", str(weights),
                           "--engine", "onnxruntime", "--device", "cpu", "--network-size",
                           *NETWORK_SIZE, "--out", str(out)])
     assert code == 0
@@ -359,7 +364,7 @@ def test_node_command_for_a_compressed_bag(tmp_path, monkeypatch):
     assert plan.frames == 3 and plan.label_stamps == set(plan.stamps)
     assert plan.rate_hz == pytest.approx(RATE)
     Path("w.pt").touch()
-    args = bag_eval.build_parser().parse_args(
+    args = bag_eval_cli.build_parser().parse_args(
         ["--bag", str(bag), "--mode", "live", "--weights", "w.pt", "--reliable",
          "--network-size", "128", "256", "--node-param", "qos_depth:=5"])
     camera, replay = bag_eval.replay_topic(plan, args)
@@ -398,7 +403,7 @@ def drive_without_labels(path: Path, frames: int = 5, bad: dict[int, str] | None
     ``bad`` maps frame index -> "jpeg" (corrupt payload); ``resize`` frame index -> (h, w) (the
     camera changed resolution). Returns the stamps.
     """
-    from bisestdc_ros.bag_io import compressed_image_msg
+    from bisestdc_ros.bags.messages import compressed_image_msg
 
     stamps = []
     with BagWriter(path, "mcap") as bag:
@@ -416,11 +421,12 @@ def drive_without_labels(path: Path, frames: int = 5, bad: dict[int, str] | None
     return stamps
 
 
+@pytest.mark.slow
 def test_offline_inspects_a_drive_without_labels(tmp_path, weights, onnx_cache):
     bag = tmp_path / "drive"
     stamps = drive_without_labels(bag, bad={2: "jpeg"}, resize={4: (H * 2, W * 2)})
     out = tmp_path / "report"
-    code = bag_eval.main(["--bag", str(bag), "--weights", str(weights), "--engine",
+    code = bag_eval_cli.main(["--bag", str(bag), "--weights", str(weights), "--engine",
                           "onnxruntime", "--device", "cpu", "--network-size", *NETWORK_SIZE,
                           "--out", str(out)])
     assert code == 0
@@ -446,6 +452,7 @@ def test_offline_inspects_a_drive_without_labels(tmp_path, weights, onnx_cache):
     assert "no labels (inspected, not scored)" in markdown and "## Frames skipped" in markdown
 
 
+@pytest.mark.slow
 def test_malformed_raw_frame_mid_bag_is_skipped(tmp_path, weights, onnx_cache):
     path = tmp_path / "bag"
     with BagWriter(path) as bag:
@@ -459,7 +466,7 @@ def test_malformed_raw_frame_mid_bag_is_skipped(tmp_path, weights, onnx_cache):
             bag.write("/camera/image_raw", msg, 1000 + i)
             bag.write("/camera/labels_gt", labels_msg(truth, header), 1000 + i)
     out = tmp_path / "report"
-    assert bag_eval.main(["--bag", str(path), "--weights", str(weights), "--engine",
+    assert bag_eval_cli.main(["--bag", str(path), "--weights", str(weights), "--engine",
                           "onnxruntime", "--device", "cpu", "--network-size", *NETWORK_SIZE,
                           "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
@@ -501,7 +508,7 @@ def test_bag_of_another_class_set_is_refused(tmp_path, capsys, no_inference, wei
 def test_checkpoint_without_network_size_needs_it_explicitly(tmp_path, capsys, no_inference,
                                                              weights):
     bag = synthetic_bag(tmp_path / "bag")
-    code = bag_eval.main(["--bag", str(bag), "--weights", str(weights), "--out",
+    code = bag_eval_cli.main(["--bag", str(bag), "--weights", str(weights), "--out",
                           str(tmp_path / "report")])
     assert code == 2
     err = capsys.readouterr().err
@@ -512,7 +519,7 @@ def test_checkpoint_without_network_size_needs_it_explicitly(tmp_path, capsys, n
 def test_model_card_gives_size_and_class_set(tmp_path):
     from bisestdc_ros.demo import DEMO_WEIGHTS
 
-    args = bag_eval.build_parser().parse_args(["--bag", "b", "--weights", str(DEMO_WEIGHTS)])
+    args = bag_eval_cli.build_parser().parse_args(["--bag", "b", "--weights", str(DEMO_WEIGHTS)])
     model = bag_eval.read_model_card(args)
     assert model.network_size == (256, 512) and model.class_set.name == "cityscapes"
     assert model.card == describe(DEMO_WEIGHTS) and model.card.model == "bisestdc"

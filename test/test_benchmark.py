@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bisestdc_core import benchmark
+from bisestdc_core.cli import benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_cli_tiny_run_writes_json_and_md(tmp_path, monkeypatch):
     monkeypatch.setenv("BISESTDC_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "bench"
@@ -21,7 +22,7 @@ def test_cli_tiny_run_writes_json_and_md(tmp_path, monkeypatch):
                            "stdc1", "--sizes", "64x128", "--warmup", "1", "--runs", "2",
                            "--device", "cpu", "--out", str(out), "--name", "tiny"]) == 0
     report = json.loads((out / "tiny.json").read_text())
-    assert "bisestdc_core.benchmark" in report["command"] and report["date"]
+    assert "bisestdc_core.cli.benchmark" in report["command"] and report["date"]
     assert report["hardware"]["cpu"] and report["hardware"]["torch"]
     assert len(report["entries"]) == 4
     for entry in report["entries"]:
@@ -31,8 +32,9 @@ def test_cli_tiny_run_writes_json_and_md(tmp_path, monkeypatch):
     assert "BiSeSTDC-Seg" in md and "STDC1-Seg" in md and "Command:" in md
 
 
-@pytest.mark.parametrize("script", [["-m", "bisestdc_core.benchmark"],
+@pytest.mark.parametrize("script", [["-m", "bisestdc_core.cli.benchmark"],
                                     [str(REPO / "benchmarks" / "gpu_latency.py")]])
+@pytest.mark.slow
 def test_help(script):
     done = subprocess.run([sys.executable, *script, "--help"], capture_output=True, text=True,
                           cwd=REPO, timeout=120)

@@ -20,6 +20,7 @@ def _model(name):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bisestdc", "stdc1"])
 def test_folded_logits_match_fp32(name):
     model = _model(name)
@@ -33,6 +34,7 @@ def test_folded_logits_match_fp32(name):
     assert (ref - out).abs().max().item() < 1e-4
 
 
+@pytest.mark.slow
 def test_folded_logits_match_fp64():
     model = nondegenerate_model("bisestdc").double()
     folded = fold_batchnorm(model)

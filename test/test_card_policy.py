@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from bisestdc_core.classes import CAMVID, CITYSCAPES
-from bisestdc_core.evaluation import cli as evaluate_cli
-from bisestdc_core.inference.loading import resolve_class_set
+from bisestdc_core.cli import evaluate as evaluate_cli
+from bisestdc_core.cli.package_checkpoint import main as package_main
+from bisestdc_core.inference.class_choice import resolve_class_set
 from bisestdc_core.inference.model_files import describe
 from bisestdc_core.model_card import (
     NETWORK_STRIDE,
@@ -23,7 +24,6 @@ from bisestdc_core.model_card import (
     check_network_size,
 )
 from bisestdc_core.models import build_model, save_checkpoint
-from bisestdc_core.training.package_checkpoint import main as package_main
 from bisestdc_ros.bag_eval import EvalError, read_model_card
 
 
@@ -57,6 +57,7 @@ def test_sizes_the_strides_take_pass():
     assert check_network_size([32, 2048], "--network-size") == (32, 2048)
 
 
+@pytest.mark.slow
 def test_bag_eval_refuses_by_the_card_readers_rule(checkpoints):
     with pytest.raises(ModelCardError) as from_reader:
         describe(checkpoints["odd"])
@@ -86,6 +87,7 @@ def test_a_requested_class_set_must_fit_the_card():
         card_class_set(card(), "venus")
 
 
+@pytest.mark.slow
 def test_bag_eval_packaging_and_evaluate_accept_an_unknown_class_set(checkpoints, tmp_path,
                                                                     capsys):
     args = argparse.Namespace(onnx=None, weights=str(checkpoints["mars"]), num_classes=19,

@@ -48,6 +48,7 @@ def same_content(a, b) -> bool:
 
 # ---- integrity ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_demo_checkpoint_passes_its_checksums_and_card():
     model, meta = load_checkpoint_model(DEMO)
     assert meta["model"] == "bisestdc" and meta["num_classes"] == 19
@@ -85,6 +86,7 @@ def test_compressed_records_are_refused_unread(tmp_path):
         read_file(path)
 
 
+@pytest.mark.slow
 def test_legacy_pickle_checkpoints_still_load(tmp_path):
     """Files from torch < 1.6 (the seed's era) have no zip container and no checksums."""
     model = build_model("stdc1", 5)
@@ -97,6 +99,7 @@ def test_legacy_pickle_checkpoints_still_load(tmp_path):
 
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@pytest.mark.slow
 @given(position=st.floats(0.0, 1.0, exclude_max=True), flip=st.integers(1, 255))
 def test_any_flipped_byte_is_refused_or_harmless(position, flip):
     """Property: with one byte changed anywhere, the file loads unchanged or is refused."""
@@ -153,6 +156,7 @@ def test_card_bounds_are_inclusive(tmp_path):
         validate_card(card, tmp_path / "ok.pt", known_models=models.MODEL_REGISTRY)
 
 
+@pytest.mark.slow
 def test_nan_and_inf_weights_are_refused_naming_the_tensor(tmp_path, test_checkpoint):
     ckpt = torch.load(test_checkpoint, weights_only=True)
     name = "backbone.features.3.conv_list.0.conv.weight"
@@ -180,6 +184,7 @@ _VALUES = st.recursive(
     "class_set": _VALUES,
     "state_dict": st.just({}) | _VALUES,
 }))
+@pytest.mark.slow
 def test_any_card_is_accepted_within_bounds_or_refused_by_name(card):
     """Property: hostile values of any type give a CheckpointError naming the field, never a
     TypeError or a crash, and an accepted card lies within the bounds."""

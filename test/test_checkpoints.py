@@ -84,11 +84,27 @@ def randomised(model):
     return model.eval()
 
 
+@pytest.fixture(scope="module")
+def seed_reference():
+    """name -> (randomised network, its tensors under the seed's names), built once per network
+    for the module: the three wrappings of a network's file are written from the same network
+    (only loading the file, what each case checks, happens per case)."""
+    built: dict[str, tuple] = {}
+
+    def get(name: str):
+        if name not in built:
+            ref = randomised(build_model(name, 19))
+            built[name] = (ref, to_seed_state_dict(ref, name))
+        return built[name]
+
+    return get
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bisestdc", "stdc1", "stdc2"])
 @pytest.mark.parametrize("wrap", ["plain", "state_dict", "module"])
-def test_seed_checkpoint_gives_the_same_logits(tmp_path, name, wrap):
-    ref = randomised(build_model(name, 19))
-    state = to_seed_state_dict(ref, name)
+def test_seed_checkpoint_gives_the_same_logits(tmp_path, name, wrap, seed_reference):
+    ref, state = seed_reference(name)
     if wrap == "module":
         state = {f"module.{k}": v for k, v in state.items()}
     obj = {"state_dict": state} if wrap == "state_dict" else state
@@ -100,6 +116,7 @@ def test_seed_checkpoint_gives_the_same_logits(tmp_path, name, wrap):
         assert (model(x) - ref(x)).abs().max().item() < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bisestdc", "stdc1", "stdc2"])
 def test_seed_key_list_maps_onto_every_tensor(tmp_path, name):
     """Every name and shape in the seed's published key list loads (when the list is at hand)."""
@@ -134,6 +151,7 @@ def test_seed_key_map_names_every_aux_head_of_its_network(name):
     assert sorted(network.seed_keys.aux_heads.values()) == sorted(aux)
 
 
+@pytest.mark.slow
 def test_project_checkpoint_round_trip_fp16(tmp_path):
     ref = randomised(build_model("stdc1", 7))
     save_checkpoint(tmp_path / "demo.pt", ref, "stdc1", "camvid", half=True)
@@ -192,6 +210,7 @@ def test_checkpoint_never_executes_code(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["stdc1", "stdc2", "bisestdc"])
 def test_imagenet_backbone_loads_into_semantic_branch(tmp_path, name):
     src = randomised(build_model("stdc2" if name == "stdc2" else "stdc1", 19))

@@ -1,4 +1,4 @@
-"""What the command lines share (bisestdc_core.command_line)."""
+"""What the command lines share (bisestdc_core.cli.boundary)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bisestdc_core.command_line import tool_options
-from bisestdc_ros import make_bag
+from bisestdc_core.cli.boundary import tool_options
+from bisestdc_ros.cli import make_bag
 
 
 def test_tool_options_are_the_parsers_defaults_with_the_values_given():

@@ -58,8 +58,9 @@ def test_check_names_every_bad_pair(streets, tmp_path):
     assert len(dataset) == 3 and not check_samples(dataset, progress=False)
 
 
+@pytest.mark.slow
 def test_train_refuses_bad_dataset_before_work_or_skips_with_flag(streets, tmp_path, capsys):
-    from bisestdc_core.training.cli import main
+    from bisestdc_core.cli.train import main
 
     root = tmp_path / "streets"
     shutil.copytree(streets, root)

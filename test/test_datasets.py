@@ -14,8 +14,8 @@ from bisestdc_core.data.datasets import (
     CamVidDataset,
     CityscapesDataset,
     ImageFolderDataset,
-    build_dataset,
 )
+from bisestdc_core.data.registry import DATASET_NAMES, build_dataset
 
 H, W = 8, 12
 
@@ -133,7 +133,7 @@ def test_transform_is_applied(tmp_path):
 
 def test_missing_folder_names_it(tmp_path):
     missing = tmp_path / "nowhere"
-    for kind in ("cityscapes", "camvid", "folder", "synthetic"):
+    for kind in DATASET_NAMES:
         with pytest.raises(FileNotFoundError, match="nowhere"):
             build_dataset(kind, missing, "val")
     make_cityscapes(tmp_path / "cs")

@@ -1,4 +1,4 @@
-"""Every command's one error boundary (``bisestdc_core.command_line.run_command``).
+"""Every command's one error boundary (``bisestdc_core.cli.boundary.run_command``).
 
 Each console script, ``python -m`` entry and ``training/*.py`` script is run in process with a
 bad input of each kind (a checkpoint with one flipped byte, a card of an unknown class set, a
@@ -17,14 +17,16 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 
-from bisestdc_core import benchmark, export
+from bisestdc_core.cli import benchmark, export
+from bisestdc_core.cli import evaluate as evaluate_cli
+from bisestdc_core.cli import package_checkpoint as package_checkpoint_cli
+from bisestdc_core.cli import quantize as quantize_cli
+from bisestdc_core.cli import train as train_cli
 from bisestdc_core.data.synthetic import write_dataset
-from bisestdc_core.evaluation import cli as evaluate_cli
-from bisestdc_core.inference import quantize
 from bisestdc_core.models import CheckpointError, build_model, save_checkpoint
-from bisestdc_core.training import cli as train_cli
-from bisestdc_core.training import package_checkpoint
-from bisestdc_ros import bag_calibration, bag_eval, demo, make_bag
+from bisestdc_ros import demo
+from bisestdc_ros.bag_eval import offline as bag_eval_offline
+from bisestdc_ros.cli import bag_eval, make_bag
 
 # runpy warns that a module run as __main__ is already imported (by this test): harmless here.
 pytestmark = pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
@@ -114,25 +116,24 @@ def expand(values: list[str], files: dict[str, Path]) -> list[str]:
     return [v.format(**{k: str(p) for k, p in files.items()}) for v in values]
 
 
-@pytest.mark.parametrize("entry", [bag_calibration.export_main, export.main],
-                         ids=["bisestdc-export", "python -m bisestdc_core.export"])
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(EXPORT_CASES))
-def test_export(entry, case, files, tmp_path, capsys):
+def test_export(case, files, tmp_path, capsys):
     argv, named = EXPORT_CASES[case]
-    code = entry([*expand(argv, files), "--out", str(tmp_path / "m.onnx")])
+    code = export.main([*expand(argv, files), "--out", str(tmp_path / "m.onnx")])
     one_error_line(capsys, code, *expand(named, files))
     assert not (tmp_path / "m.onnx").exists()
 
 
 def test_export_check_tensorrt_of_a_missing_file(files, capsys):
-    code = bag_calibration.export_main(["--check-tensorrt", str(files["missing"])])
+    code = export.main(["--check-tensorrt", str(files["missing"])])
     one_error_line(capsys, code, "--check-tensorrt", "ONNX file not found")
 
 
 def test_export_debug_reraises_with_the_traceback(files, tmp_path):
     with pytest.raises(CheckpointError, match="corrupt checkpoint"):
-        bag_calibration.export_main(["--weights", str(files["flipped"]), "--out",
-                                     str(tmp_path / "m.onnx"), "--debug"])
+        export.main(["--weights", str(files["flipped"]), "--out", str(tmp_path / "m.onnx"),
+                     "--debug"])
 
 
 # ---- bisestdc-benchmark, bisestdc-quantize --------------------------------------------------
@@ -146,12 +147,10 @@ def test_benchmark(weights, named, files, tmp_path, capsys):
     one_error_line(capsys, code, str(files[weights]), named)
 
 
-@pytest.mark.parametrize("entry", [bag_calibration.quantize_main, quantize.main],
-                         ids=["bisestdc-quantize", "python -m bisestdc_core.inference.quantize"])
 @pytest.mark.parametrize("onnx,named", [
     ("missing", "no such file"), ("dir", "a directory"), ("good", "no sidecar")])
-def test_quantize(entry, onnx, named, files, tmp_path, capsys):
-    code = entry(["--onnx", str(files[onnx]), "--out", str(tmp_path / "q.onnx")])
+def test_quantize(onnx, named, files, tmp_path, capsys):
+    code = quantize_cli.main(["--onnx", str(files[onnx]), "--out", str(tmp_path / "q.onnx")])
     one_error_line(capsys, code, str(files[onnx]), named)
 
 
@@ -168,7 +167,7 @@ def test_train(config, named, files, capsys):
 def test_train_script_and_module(files, capsys):
     code = run_script(["--config", str(files["bad_key"])], path="training/train.py")
     one_error_line(capsys, code, "unknown key 'model.nme'")
-    code = run_script(["--config", str(files["bad_key"])], module="bisestdc_core.training.cli")
+    code = run_script(["--config", str(files["bad_key"])], module="bisestdc_core.cli.train")
     one_error_line(capsys, code, "unknown key 'model.nme'")
 
 
@@ -184,6 +183,7 @@ EVALUATE_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(EVALUATE_CASES))
 def test_evaluate(case, files, tmp_path, capsys):
     weights, root, named = EVALUATE_CASES[case]
@@ -193,12 +193,13 @@ def test_evaluate(case, files, tmp_path, capsys):
     one_error_line(capsys, code, *expand(named, files))
 
 
+@pytest.mark.slow
 def test_evaluate_script_and_module(files, tmp_path, capsys):
     argv = ["--weights", str(files["good"]), "--dataset", "synthetic", "--root",
             str(files["bad_val"]), "--out", str(tmp_path / "o"), "--device", "cpu",
             "--no-progress"]
     one_error_line(capsys, run_script(argv, path="training/evaluate.py"), str(files["image"]))
-    one_error_line(capsys, run_script(argv, module="bisestdc_core.evaluation.cli"),
+    one_error_line(capsys, run_script(argv, module="bisestdc_core.cli.evaluate"),
                    str(files["image"]))
     with pytest.raises(Exception, match="cannot be used"):
         evaluate_cli.main([*argv, "--debug"])
@@ -214,7 +215,7 @@ def test_evaluate_script_and_module(files, tmp_path, capsys):
     ("good", "out.pt", ["--network-size", "33", "47"], ["--network-size", "multiples of 32"]),
 ])
 def test_package_checkpoint(source, target, extra, named, files, tmp_path, capsys):
-    code = package_checkpoint.main([str(files[source]), str(tmp_path / target), *extra])
+    code = package_checkpoint_cli.main([str(files[source]), str(tmp_path / target), *extra])
     one_error_line(capsys, code, *expand(named, files))
     assert not (tmp_path / "out.pt").exists()
 
@@ -223,7 +224,7 @@ def test_package_checkpoint_script_and_module(files, tmp_path, capsys):
     argv = [str(files["flipped"]), str(tmp_path / "out.pt")]
     one_error_line(capsys, run_script(argv, path="training/package_checkpoint.py"),
                    "corrupt checkpoint")
-    one_error_line(capsys, run_script(argv, module="bisestdc_core.training.package_checkpoint"),
+    one_error_line(capsys, run_script(argv, module="bisestdc_core.cli.package_checkpoint"),
                    "corrupt checkpoint")
 
 
@@ -246,7 +247,7 @@ def test_bag_eval(case, files, tmp_path, capsys, monkeypatch):
     def refuse(*_args):
         raise AssertionError("inference started on an input that should have been refused")
 
-    monkeypatch.setattr(bag_eval.offline, "build_segmenter", refuse)
+    monkeypatch.setattr(bag_eval_offline, "build_segmenter", refuse)
     argv, named = BAG_EVAL_CASES[case]
     code = bag_eval.main(["--bag", str(files["bag"]), *expand(argv, files), "--out",
                           str(tmp_path / "report")])
@@ -288,7 +289,7 @@ def test_the_boundary_reports_user_errors_and_keeps_bugs(tmp_path, capsys):
     on a path the user never named, or another error type, keeps its traceback."""
     import argparse
 
-    from bisestdc_core.command_line import run_command
+    from bisestdc_core.cli.boundary import run_command
 
     class BagTrouble(RuntimeError):
         pass

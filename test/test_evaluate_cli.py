@@ -32,7 +32,7 @@ def network():
 
 
 def evaluate_main(*args: str) -> int:
-    from bisestdc_core.evaluation.cli import main
+    from bisestdc_core.cli.evaluate import main
 
     return main([*args, "--no-progress", "--device", "cpu"])
 
@@ -43,6 +43,7 @@ def evaluate_main(*args: str) -> int:
     ({"network_size": [64, 128]}, 1.0),
     ({}, SEED_EVAL_SCALE),
 ])
+@pytest.mark.slow
 def test_scale_defaults_to_the_card(card, scale, network, val_root, tmp_path):
     ckpt = tmp_path / "net.pt"
     save_checkpoint(ckpt, network, "stdc1", "cityscapes", **card)
@@ -76,6 +77,7 @@ def test_card_scale_sources_in_order():
     (["--root", "nowhere"], "error: --root: dataset folder not found: nowhere"),
     (["--dataset", "camvid"], "error: --root: "),
 ])
+@pytest.mark.slow
 def test_user_errors_are_one_line_exit_2(args, message, network, val_root, tmp_path, capsys):
     ckpt = tmp_path / "net.pt"
     save_checkpoint(ckpt, network, "stdc1", "cityscapes")
@@ -102,6 +104,7 @@ def test_not_a_checkpoint_is_one_line_and_debug_shows_traceback(val_root, tmp_pa
         evaluate_main(*argv, "--debug")
 
 
+@pytest.mark.slow
 def test_help_shows_defaults():
     proc = subprocess.run([sys.executable, "training/evaluate.py", "--help"], cwd=REPO_ROOT,
                           env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
@@ -114,6 +117,7 @@ def test_help_shows_defaults():
         assert shown in text, shown
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_refuses_on_cpu_with_the_reason(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")

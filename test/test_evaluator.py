@@ -21,9 +21,9 @@ from bisestdc_core.classes import CITYSCAPES, IGNORE_INDEX
 from bisestdc_core.data.cityscapes_labels import label_ids_to_train_ids, train_ids_to_label_ids
 from bisestdc_core.data.datasets import CityscapesDataset, ImageFolderDataset
 from bisestdc_core.data.synthetic import write_dataset
-from bisestdc_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from bisestdc_core.evaluation.evaluator import evaluate
 from bisestdc_core.evaluation.metrics import ConfusionMatrix
+from bisestdc_core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -221,6 +221,7 @@ def test_saved_label_ids_feed_cityscapesscripts(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_cli_help():
     proc = subprocess.run([sys.executable, "training/evaluate.py", "--help"], cwd=REPO_ROOT,
                           env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
@@ -230,9 +231,10 @@ def test_cli_help():
         assert flag in proc.stdout
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(tmp_path):
     models = pytest.importorskip("bisestdc_core.models")
-    from bisestdc_core.evaluation.cli import main
+    from bisestdc_core.cli.evaluate import main
 
     write_dataset(tmp_path / "data", 2, split="val", height=64, width=128, seed=5)
     torch.manual_seed(0)
@@ -258,3 +260,18 @@ def test_cli_end_to_end(tmp_path):
     ids = cv2.imread(str(preds[0]), cv2.IMREAD_UNCHANGED)
     assert ids.shape == (64, 128)
     label_ids_to_train_ids(ids)  # only valid Cityscapes label ids
+
+
+def test_per_class_iou_comparison_draws_one_bar_per_run_and_class(tmp_path):
+    from bisestdc_core.evaluation.plots import plot_per_class_iou_comparison
+
+    names = ["road", "pole", "sign"]
+    path = plot_per_class_iou_comparison(
+        {"control": [0.9, 0.01, None], "class weights": [0.88, 0.09, 0.02]}, names,
+        tmp_path / "ideas.png", small_objects=["pole", "sign"], title="ideas")
+    image = cv2.imread(str(path))
+    assert image is not None and image.shape[0] > 200 and image.shape[1] > 300
+    with pytest.raises(ValueError, match="2 IoUs for 3 classes"):
+        plot_per_class_iou_comparison({"a": [0.1, 0.2]}, names, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="no runs"):
+        plot_per_class_iou_comparison({}, names, tmp_path / "none.png")

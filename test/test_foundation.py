@@ -2,7 +2,7 @@
 
 import xml.etree.ElementTree as ET
 
-from conftest import REPO_ROOT
+from conftest import DOMAIN_IDS, REPO_ROOT
 
 
 def test_package_xml_is_format3_ament_python():
@@ -22,7 +22,8 @@ def test_layout_folders_exist():
 
 def test_ros_fixture_isolates_domain(ros_env):
     assert ros_env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
-    assert 1 <= int(ros_env["ROS_DOMAIN_ID"]) <= 100
+    assert int(ros_env["ROS_DOMAIN_ID"]) in DOMAIN_IDS
+    assert DOMAIN_IDS and all(1 <= i <= 232 for i in DOMAIN_IDS)  # what Fast DDS accepts
 
 
 def test_rclpy_context_starts_a_real_node(rclpy_context):

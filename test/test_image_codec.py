@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from bisestdc_ros.image_codec import (
+from bisestdc_ros.node.image_codec import (
     LABELS_PNG_FORMAT,
     SUPPORTED_ENCODINGS,
     ImageDecodeError,

@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bisestdc_ros.image_codec import ImageDecodeError, decode_compressed, decode_raw
-from bisestdc_ros.image_limits import (
+from bisestdc_ros.node.image_codec import ImageDecodeError, decode_compressed, decode_raw
+from bisestdc_ros.node.image_limits import (
     MAX_PIXELS,
     MAX_SIDE,
     FrameRefused,
@@ -135,7 +135,7 @@ import json, resource, sys, time
 import cv2, numpy as np
 sys.path.insert(0, sys.argv[1])
 from test_image_limits import bombs
-from bisestdc_ros.image_codec import ImageDecodeError, decode_compressed
+from bisestdc_ros.node.image_codec import ImageDecodeError, decode_compressed
 # Warm-up: codecs and Pillow plugins loaded, so only the bombs' own cost is measured.
 for ext in (".jpg", ".png", ".bmp", ".webp"):
     decode_compressed(ext, cv2.imencode(ext, np.zeros((4, 4, 3), np.uint8))[1])

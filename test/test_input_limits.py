@@ -16,7 +16,9 @@ import yaml
 
 from bisestdc_core.safe_files import check_output_dir, nesting_depth
 from bisestdc_core.training.config import ConfigError, load_config
-from bisestdc_ros.bag_io import BagError, BagReader, BagWriter, header_msg, image_msg
+from bisestdc_ros.bags.messages import header_msg, image_msg
+from bisestdc_ros.bags.reader import BagError, BagReader
+from bisestdc_ros.bags.writer import BagWriter
 
 IMAGE = "sensor_msgs/msg/Image"
 
@@ -131,7 +133,7 @@ def test_out_dir_that_works_is_created(tmp_path):
 # ---- 6. a bad split is reported under its own key -----------------------------------------------
 
 def test_missing_split_names_the_split_key(tmp_path):
-    from bisestdc_core.data.datasets import build_dataset
+    from bisestdc_core.data.registry import build_dataset
     from bisestdc_core.training.trainer import _dataset_errors_named
 
     (tmp_path / "leftImg8bit" / "train").mkdir(parents=True)
@@ -205,7 +207,7 @@ def test_deeply_nested_metadata_is_refused_before_parsing(tmp_path):
 
 
 def test_huge_metadata_is_refused(tmp_path, monkeypatch):
-    from bisestdc_ros import bag_io
+    from bisestdc_ros.bags import reader as bag_io
 
     bag = small_bag(tmp_path / "b")
     monkeypatch.setattr(bag_io, "MAX_METADATA_BYTES", 64)

@@ -67,7 +67,7 @@ def test_arguments_map_to_parameters_and_environment():
 def test_every_argument_is_described_and_sets_a_parameter_of_its_type():
     from bisestdc_core.inference.registry import ENGINE_CHOICES
     from bisestdc_core.model_card import PRECISIONS
-    from bisestdc_ros.segment_config import DEFAULTS, INPUT_TYPES, QOS_PROFILES
+    from bisestdc_ros.node.config import DEFAULTS, INPUT_TYPES, QOS_PROFILES
 
     launch = load_launch_module()
     for name, (default, description) in launch.LAUNCH_ARGUMENTS.items():
@@ -122,6 +122,21 @@ def test_deployment_arguments_map_to_typed_parameters_and_the_command_line():
             launch.node_parameters({name: bad})
     with pytest.raises(ValueError, match="log_level"):
         launch.node_ros_arguments({"log_level": "verbose"})
+    # the TensorRT arguments, typed as the node declares them
+    tensorrt = {"build_only": "true", "int8_calibration": "implicit", "workspace_mb": "1024",
+                "timing_cache": "/data/t.cache", "dla_core": "0", "cuda_graph": "true",
+                "zero_copy": "on", "profile_layers": "25"}
+    assert launch.node_parameters(tensorrt)[1] == {
+        "build_only": True, "int8_calibration": "implicit", "workspace_mb": 1024,
+        "timing_cache": "/data/t.cache", "dla_core": 0, "cuda_graph": True,
+        "zero_copy": "on", "profile_layers": 25}
+    from bisestdc_ros.node.config import DEFAULTS
+
+    for name, value in launch.node_parameters(tensorrt)[1].items():
+        assert type(value) is type(DEFAULTS[name]), name
+    for name, bad in (("dla_core", "gpu"), ("build_only", "maybe")):
+        with pytest.raises(ValueError, match=name):
+            launch.node_parameters({name: bad})
     with pytest.raises(ValueError, match="managed"):
         launch.node_arguments({"managed": "sometimes"})
 

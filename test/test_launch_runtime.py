@@ -145,7 +145,7 @@ def test_bad_argument_value_fails_the_launch(launch_env, tmp_path):
 
 
 def _node_has_managed_flag() -> bool:
-    result = subprocess.run([sys.executable, "-m", "bisestdc_ros.segment_node", "--help"],
+    result = subprocess.run([sys.executable, "-m", "bisestdc_ros.cli.segment_node", "--help"],
                             capture_output=True, text=True, timeout=TIMEOUT, cwd=REPO_ROOT)
     return "--managed" in result.stdout
 
@@ -174,7 +174,7 @@ def lifecycle_state(context, node_name: str = "/segment_node") -> str:
 def test_managed_starts_a_lifecycle_node(launch_env, rclpy_context, tmp_path, autostart, state):
     if not _node_has_managed_flag():
         pytest.skip("segment_node has no --managed flag yet (segment_node --help): the "
-                    "lifecycle node is not implemented in bisestdc_ros/segment_node.py")
+                    "lifecycle node is not implemented in bisestdc_ros/cli/segment_node.py")
     log = tmp_path / "launch.log"
     process = start_process([*LAUNCH, *SMALL, "managed:=true", f"autostart:={autostart}"],
                             launch_env, log)

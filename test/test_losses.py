@@ -134,3 +134,33 @@ def test_seg_loss_weights_main_aux_and_detail_as_configured():
         assert list(parts) == ["main", "aux", "detail_bce", "detail_dice"]
         assert [v.item() for v in parts.values()] == pytest.approx(
             [main.item(), aux.item(), bce.item(), dice.item()], rel=1e-6)
+
+
+def test_class_weights_average_the_kept_pixels_by_their_class():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8)
+    labels = torch.randint(0, 3, (2, 8, 8))
+    labels[0, 0] = 255
+    plain = OhemCELoss(0.7, 1 / 16)
+    # Equal weights change nothing: the weighted mean of equal weights is the plain mean.
+    assert torch.allclose(OhemCELoss(0.7, 1 / 16, class_weights=[2.0, 2.0, 2.0])(logits, labels),
+                          plain(logits, labels))
+    # Weight only on class 0: the mean over the kept pixels of class 0 alone.
+    kept_loss, kept = plain._kept(logits, labels)
+    target = labels.flatten()[kept]
+    expected = kept_loss[kept][target == 0].mean()
+    weighted = OhemCELoss(0.7, 1 / 16, class_weights=[1.0, 0.0, 0.0])(logits, labels)
+    assert torch.allclose(weighted, expected)
+    # Rare classes weighted up raise the loss when they are the badly predicted ones.
+    logits_bad_on_2 = torch.zeros(1, 3, 4, 4)
+    logits_bad_on_2[0, 0] = 5.0  # everything predicted as class 0
+    labels_2 = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels_2[0, 0, :2] = 2
+    up = OhemCELoss(0.99, 1.0, class_weights=[1.0, 1.0, 10.0])(logits_bad_on_2, labels_2)
+    assert up > OhemCELoss(0.99, 1.0)(logits_bad_on_2, labels_2)
+
+
+def test_class_weights_must_match_the_class_count():
+    loss = OhemCELoss(class_weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match="2 values for 3 classes"):
+        loss(torch.randn(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))

@@ -10,15 +10,15 @@ import pytest
 import torch
 from inference_helpers import SMALL, cityscapes_card, export_graph, nondegenerate_model
 
-from bisestdc_core.inference import tensorrt_engine as te
+from bisestdc_core.artefacts import sidecar_path
 from bisestdc_core.inference.model_files import (
     MissingCard,
     describe,
     engine_card,
     read_engine_sidecar,
-    sidecar_path,
     write_engine_sidecar,
 )
+from bisestdc_core.inference.tensorrt import cache_key as te
 from bisestdc_core.model_card import ModelCard, ModelCardError
 from bisestdc_core.models import save_checkpoint
 from bisestdc_core.models.checkpoint import read_file
@@ -69,6 +69,7 @@ def test_describe_a_checkpoint(network, tmp_path):
         describe(seed)
 
 
+@pytest.mark.slow
 def test_describe_an_onnx_export(network, tmp_path):
     path = tmp_path / "m.onnx"
     exported = export_graph(network, path, channel_order="bgr", confidence=True,
@@ -83,6 +84,7 @@ def test_describe_an_onnx_export(network, tmp_path):
         describe(path)
 
 
+@pytest.mark.slow
 def test_describe_a_tensorrt_engine_by_its_sidecar(network, tmp_path):
     onnx_path = tmp_path / "m.onnx"
     exported = export_graph(network, onnx_path, dynamic=True)
@@ -97,6 +99,7 @@ def test_describe_a_tensorrt_engine_by_its_sidecar(network, tmp_path):
     assert te.cache_status(engine, key) == []
 
 
+@pytest.mark.slow
 def test_a_broken_sidecar_is_named(network, tmp_path):
     path = tmp_path / "m.onnx"
     export_graph(network, path)

@@ -48,6 +48,7 @@ def seed_extra_head_gmacs(model, name: str, h: int, w: int) -> float:
     return total
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bisestdc", "stdc1", "stdc2"])
 def test_params_and_macs_match_spec(name):
     model = build_model(name, 19).eval()
@@ -63,6 +64,7 @@ def test_params_and_macs_match_spec(name):
     assert main_gmacs < 0.8 * SPEC_SEED_GMACS[name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bisestdc", "stdc1", "stdc2"])
 def test_eval_returns_main_logits_and_train_returns_all_heads(name):
     torch.manual_seed(0)
@@ -92,6 +94,7 @@ def test_eval_computes_no_training_head():
     assert called == []
 
 
+@pytest.mark.slow
 def test_a_new_spec_is_all_a_new_network_needs():
     """STDC2 fused at 1/4: the context path grows ARM8, the heads follow the spec."""
     spec = NetworkSpec("STDC2-Seg at 1/4", partial(STDCNet, STDC2_LAYERS), fusion_stride=4,
@@ -113,6 +116,7 @@ def test_unknown_model_name():
         build_model("stdc3", 19)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bisestdc", "stdc1"])
 def test_channels_last_gives_same_logits(name):
     torch.manual_seed(1)
@@ -124,6 +128,7 @@ def test_channels_last_gives_same_logits(name):
     assert torch.allclose(ref, out, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_onnx_export_opset17(tmp_path):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
@@ -143,11 +148,21 @@ def test_onnx_export_opset17(tmp_path):
 
 @pytest.mark.slow
 def test_torch_compile_runs_on_cpu():
-    torch.manual_seed(3)
-    model = build_model("stdc1", 4).eval()
+    """torch.compile (Inductor) and channels-last inputs give the eager logits.
+
+    The one compile test (test_export.py had a second copy, 7-200 s each): a network with
+    street-frame BN statistics, whose logits reach tens, compared relative to their scale."""
+    from inference_helpers import nondegenerate_model
+
+    torch.manual_seed(0)
+    model = nondegenerate_model("stdc1")
     x = torch.randn(1, 3, 64, 128)
-    compiled = torch.compile(model)
-    with torch.no_grad():
+    with torch.inference_mode():
         ref = model(x)
+        channels_last = model(x.contiguous(memory_format=torch.channels_last))
+    scale = ref.abs().max().item()
+    assert (ref - channels_last).abs().max().item() <= 1e-5 * scale + 1e-5
+    compiled = torch.compile(model)
+    with torch.inference_mode():
         out = compiled(x)
-    assert torch.allclose(ref, out, atol=1e-3)
+    assert (ref - out).abs().max().item() <= 1e-4 * scale + 1e-4

@@ -17,6 +17,7 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("BISESTDC_CACHE_DIR", str(tmp_path / "cache"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["onnxruntime", "torch"])
 def test_cpu_engines_return_network_labels(test_checkpoint, engine):
     seg = Segmenter(weights=test_checkpoint, engine=engine, device="cpu", network_size=SMALL)

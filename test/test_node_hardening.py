@@ -22,8 +22,8 @@ from sensor_msgs.msg import CompressedImage
 from test_image_limits import bombs
 
 from bisestdc_core.small_objects import find_small_objects_at
-from bisestdc_ros.image_limits import MAX_SIDE
-from bisestdc_ros.segment_node import SegmentNode
+from bisestdc_ros.node.image_limits import MAX_SIDE
+from bisestdc_ros.node.segment_node import SegmentNode
 
 CAMERA = "/hardening/image_raw"
 

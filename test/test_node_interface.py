@@ -11,7 +11,7 @@ from rclpy.parameter_client import AsyncParameterClient
 from segment_harness import RELIABLE, TIMEOUT, Spinner, wait_until
 from test_segment_node import StubSegmenter
 
-from bisestdc_ros.segment_node import SegmentNode
+from bisestdc_ros.node.segment_node import SegmentNode
 
 pytestmark = pytest.mark.ros
 
@@ -62,7 +62,7 @@ def test_a_namespace_moves_input_and_outputs_together(rclpy_context):
 
 
 def test_remapping_two_cameras_onto_one_namespace_is_refused(rclpy_context):
-    from bisestdc_ros.segment_node import StartupError
+    from bisestdc_ros.node.errors import StartupError
 
     with pytest.raises(StartupError, match="collide"):
         make(rclpy_context, args=("-r", "/a/image:=/x/one", "-r", "/b/image:=/x/two"),

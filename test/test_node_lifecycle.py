@@ -25,7 +25,7 @@ from segment_harness import (
 )
 from test_segment_node import StubSegmenter, stub_frame
 
-from bisestdc_ros.lifecycle_node import ManagedSegmentNode
+from bisestdc_ros.node.lifecycle import ManagedSegmentNode
 
 pytestmark = pytest.mark.ros
 CAMERA = "/cam_front/image_raw"

@@ -10,9 +10,9 @@ from std_msgs.msg import Header
 from bisestdc_core.small_objects import SmallObject
 from bisestdc_core.stage_timings import STAGE_LABELS, STAGES, StageTimings
 from bisestdc_ros.bag_eval.figures import PLOTTED_STAGES
-from bisestdc_ros.diagnostics_window import DiagnosticsWindow
-from bisestdc_ros.node_outputs import OUTPUT_PARAMETERS, OUTPUTS, FrameProducts
-from bisestdc_ros.segment_config import DYNAMIC, PARAMETERS, output_topics, validate
+from bisestdc_ros.node.config import DYNAMIC, PARAMETERS, output_topics, validate
+from bisestdc_ros.node.diagnostics import DiagnosticsWindow
+from bisestdc_ros.node.outputs import OUTPUT_PARAMETERS, OUTPUTS, FrameProducts
 
 
 def test_the_table_is_the_only_definition_of_outputs_and_their_switches():
@@ -76,7 +76,7 @@ def test_diagnostics_window_counts_and_restarts():
 
 
 def test_array_backed_images_are_published_as_they_are():
-    from bisestdc_ros.image_codec import array_backed, bgr_to_image_msg, byte_array
+    from bisestdc_ros.node.image_codec import array_backed, bgr_to_image_msg, byte_array
 
     image = array_backed((3, 4, 3))
     image[:] = np.arange(36, dtype=np.uint8).reshape(3, 4, 3)
@@ -94,7 +94,7 @@ def test_output_and_stage_names_are_listed_only_in_their_tables():
     from test_registries import PACKAGES, REPO, name_lists
 
     vocabularies = {
-        "outputs": (set(OUTPUT_PARAMETERS), {"bisestdc_ros/node_outputs.py"}),
+        "outputs": (set(OUTPUT_PARAMETERS), {"bisestdc_ros/node/outputs.py"}),
         "stages": (set(STAGES), {"bisestdc_core/stage_timings.py",
                                  "bisestdc_ros/bag_eval/figures.py"}),
     }

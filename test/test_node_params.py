@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from bisestdc_core.classes import CITYSCAPES
-from bisestdc_ros.frame_slots import LatestFrameSlots
-from bisestdc_ros.segment_config import (
+from bisestdc_ros.node.config import (
     DEFAULTS,
     DYNAMIC,
     FLOAT_PARAMETERS,
@@ -21,6 +20,7 @@ from bisestdc_ros.segment_config import (
     parameters_help,
     validate,
 )
+from bisestdc_ros.node.frame_slots import LatestFrameSlots
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "segment.yaml"
 
@@ -191,3 +191,36 @@ def test_slots_wake_a_waiting_worker_and_close():
     assert got[-1] is None
     with pytest.raises(ValueError):
         slots.put(0, None)
+
+
+# ---- the TensorRT parameters ----------------------------------------------------------------
+
+def test_tensorrt_parameters_reach_the_engine_options():
+    config = validate({"engine": "tensorrt", "onnx": "m.onnx", "build_only": True,
+                       "int8_calibration": "implicit", "workspace_mb": 1024,
+                       "timing_cache": "/data/timing.cache", "dla_core": 1, "cuda_graph": True,
+                       "zero_copy": "off", "profile_layers": 50})
+    options = config.tensorrt_options
+    assert config.build_only is True
+    assert (options.int8_calibration, options.workspace_mb, options.timing_cache,
+            options.dla_core, options.cuda_graph, options.zero_copy, options.profile_layers) == (
+        "implicit", 1024, "/data/timing.cache", 1, True, "off", 50)
+    defaults = validate({}).tensorrt_options
+    assert (defaults.int8_calibration, defaults.dla_core, defaults.cuda_graph,
+            defaults.zero_copy, defaults.profile_layers) == ("qdq", -1, False, "auto", 0)
+
+
+@pytest.mark.parametrize(("values", "reason"), [
+    ({"build_only": True}, "build_only builds TensorRT engines: set engine to tensorrt"),
+    ({"build_only": "yes"}, "build_only must be true or false"),
+    ({"cuda_graph": 1}, "cuda_graph must be true or false"),
+    ({"int8_calibration": "entropy"}, "int8_calibration must be one of qdq, implicit"),
+    ({"zero_copy": "always"}, "zero_copy must be one of auto, on, off"),
+    ({"dla_core": -2}, "dla_core must be -1"),
+    ({"workspace_mb": 0}, "workspace_mb must be >= 1"),
+    ({"profile_layers": -1}, "profile_layers must be 0"),
+    ({"timing_cache": 3}, "timing_cache must be a path"),
+])
+def test_invalid_tensorrt_parameters_are_refused_with_a_reason(values, reason):
+    with pytest.raises(ConfigError, match=reason):
+        validate(values)

@@ -21,6 +21,7 @@ from segment_harness import (
     Spinner,
     assert_clean_exit,
     engine_available,
+    flooding,
     image_msg,
     start_process,
     wait_for_log,
@@ -124,25 +125,14 @@ def test_signal_while_segmenting_under_load(signum, rclpy_context, ros_env, tmp_
                                     "-p", "model_name:=stdc1", *SMALL), ros_env, log)
     probe = Probe(rclpy_context, CAMERA, name="load_probe")
     spinner = Spinner(rclpy_context, probe.node)
-    flooding = threading.Event()
     # Large frames, faster than the engine: the worker is always inside a frame.
     frame = np.random.default_rng(1).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
-
-    def flood() -> None:
-        seq = 0
-        while not flooding.wait(0.01):
-            seq += 1
-            probe.publisher.publish(image_msg(frame, seq))
-
-    flooder = threading.Thread(target=flood, daemon=True)
     try:
         probe.wait_for_node(("labels",))
-        flooder.start()
-        wait_until(lambda: len(probe.messages("labels")) >= 2, what="frames under load")
-        code, took = signal_and_time(process, signum)
+        with flooding(probe, frame):
+            wait_until(lambda: len(probe.messages("labels")) >= 2, what="frames under load")
+            code, took = signal_and_time(process, signum)
     finally:
-        flooding.set()
-        flooder.join(timeout=10)
         spinner.stop()
         probe.node.destroy_node()
         if process.poll() is None:
@@ -172,7 +162,7 @@ class BlockingSegmenter:
 def test_the_wait_for_a_busy_worker_is_bounded(rclpy_context):
     from rclpy.parameter import Parameter
 
-    from bisestdc_ros.segment_node import SegmentNode
+    from bisestdc_ros.node.segment_node import SegmentNode
 
     segmenter = BlockingSegmenter()
     node = SegmentNode(segmenter=segmenter, context=rclpy_context,

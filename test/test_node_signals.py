@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import threading
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from segment_harness import (
     Spinner,
     assert_clean_exit,
     engine_available,
+    flooding,
     image_msg,
     start_node_process,
     wait_for_log,
@@ -25,7 +25,7 @@ from segment_harness import (
     write_test_checkpoint,
 )
 
-from bisestdc_ros.node_process import segment_node_command
+from bisestdc_ros.node.process import segment_node_command
 
 pytestmark = pytest.mark.skipif(not engine_available(),
                                 reason="bisestdc_core.inference is not available")
@@ -99,24 +99,13 @@ def test_signal_under_load_exits_cleanly(signum, rclpy_context, ros_env, tmp_pat
                                            "-p", "model_name:=stdc1", *SMALL_NETWORK], log)
     probe = Probe(rclpy_context, CAMERA)
     spinner = Spinner(rclpy_context, probe.node)
-    flooding = threading.Event()
     frame = np.random.default_rng(1).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-
-    def flood() -> None:  # faster than the engine: the worker is always busy
-        seq = 0
-        while not flooding.wait(0.01):
-            seq += 1
-            probe.publisher.publish(image_msg(frame, seq))
-
-    flooder = threading.Thread(target=flood, daemon=True)
     try:
         probe.wait_for_node(("labels",))
-        flooder.start()
-        wait_until(lambda: len(probe.messages("labels")) >= 3, what="frames under load")
-        code = _stop(process, signum)
+        with flooding(probe, frame):  # faster than the engine: the worker is always busy
+            wait_until(lambda: len(probe.messages("labels")) >= 3, what="frames under load")
+            code = _stop(process, signum)
     finally:
-        flooding.set()
-        flooder.join(timeout=10)
         spinner.stop()
         probe.node.destroy_node()
         _stop(process, signal.SIGKILL)

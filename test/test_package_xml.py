@@ -44,11 +44,12 @@ IMPORT_KEYS = {
 }
 # Imported modules with no rosdep key, and where they come from instead.
 NO_ROSDEP_KEY = {
-    "onnx": "no rosdep key exists; installed from requirements/base.txt",
+    "onnx": "no rosdep key exists; installed from requirements/runtime.txt",
     "google": "protobuf's DecodeError for unreadable ONNX files; comes with onnx's pip install "
               "(the apt python3-protobuf would not match onnx's protobuf)",
     "tensorrt": "optional; JetPack or NVIDIA's wheels (TensorRT engine only)",
     "pycuda": "optional; JetPack or pip (TensorRT engine only)",
+    "cuda": "optional; cuda-python for the TensorRT engine's cuda_graph option",
     "cityscapesscripts": "optional; test-only cross-check, requirements/test.txt",
 }
 # Keys used without an import: `ros2 launch`, colcon's setup.py build, the TensorBoard writer
@@ -61,6 +62,11 @@ ELEMENT_ORDER = ("name", "version", "description", "maintainer", "license", "url
 DEPENDENCY_TAGS = ("build_depend", "build_export_depend", "buildtool_depend",
                    "buildtool_export_depend", "exec_depend", "depend", "doc_depend",
                    "test_depend", "conflict", "replace")
+
+
+# Keys whose rosdep rule pip-installs PyPI's torch (CPU-only on aarch64): never exec_depend, or
+# rosdep would replace a Jetson's JetPack torch for a node that runs exported models.
+TORCH_KEYS = {"python3-pytorch-pip"}
 
 
 def declared_keys() -> dict[str, str]:
@@ -126,6 +132,7 @@ def _ubuntu_rule(rules: dict, key: str, codename: str):
     return os_rule
 
 
+@pytest.mark.slow
 def test_every_dependency_resolves_on_ubuntu():
     folder = _rosdistro()
     rules: dict = {}
@@ -153,3 +160,40 @@ def test_every_dependency_resolves_on_ubuntu():
     # The Python keys that exist as Ubuntu packages use them, not pip.
     apt_keys = [k for k in declared_keys() if k.startswith("python3-") and not k.endswith("-pip")]
     assert all(isinstance(_ubuntu_rule(rules, k, "noble"), list) for k in apt_keys)
+
+
+def test_torch_is_no_runtime_dependency():
+    """The node with an ONNX or TensorRT engine imports no torch (.importlinter's
+    torch-free-runtime): torch is a test dependency, and the README's rosdep command for the
+    Jetson skips its key."""
+    from test_requirements import runtime_imports
+
+    declared = declared_keys()
+    assert "torch" in imported_modules() and IMPORT_KEYS["torch"] in TORCH_KEYS
+    for key in TORCH_KEYS & set(declared):
+        assert declared[key] == "test_depend", f"{key} is a {declared[key]}"
+    # What the runtime imports and rosdep can install is an exec_depend.
+    runtime_keys = {IMPORT_KEYS[m] for m in runtime_imports() if m in IMPORT_KEYS}
+    assert runtime_keys and not runtime_keys & TORCH_KEYS
+    not_exec = {k for k in runtime_keys if declared.get(k) not in ("exec_depend", "depend")}
+    assert not not_exec, f"the runtime imports these but they are not exec_depend: {not_exec}"
+    readme = (REPO_ROOT / "README.md").read_text()
+    skipping = [line for line in readme.splitlines()
+                if "rosdep install" in line and "--skip-keys" in line]
+    assert any(all(key in line for key in TORCH_KEYS) for line in skipping), (
+        "README.md shows no `rosdep install ... --skip-keys` that skips the torch key")
+
+
+def test_torch_keys_are_the_ones_installing_torch():
+    """TORCH_KEYS is checked against rosdep's own rules: every declared key that pip-installs
+    torch or torchvision is in it."""
+    folder = _rosdistro()
+    rules = yaml.safe_load((folder / "python.yaml").read_text())
+    installing = set()
+    for key in declared_keys():
+        rule = _ubuntu_rule(rules, key, "jammy") if key in rules else None
+        packages = rule.get("pip", {}) if isinstance(rule, dict) else {}
+        packages = packages.get("packages", []) if isinstance(packages, dict) else packages
+        if {"torch", "torchvision"} & set(packages):
+            installing.add(key)
+    assert installing == TORCH_KEYS & set(declared_keys()) and installing, installing

@@ -54,6 +54,7 @@ def test_installed_configs_resolve_as_in_the_checkout(distribution, tmp_path):
         assert load_config(configs / path.name) == load_config(path), path.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_training_scripts_run_from_any_folder(script, tmp_path):
     """With the package importable (installed; here: on PYTHONPATH), from any folder."""

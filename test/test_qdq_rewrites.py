@@ -10,7 +10,7 @@ import torch
 from onnx import TensorProto, helper
 from onnx_graphs import make_model, tensor
 
-from bisestdc_core.inference.qdq_rewrites import (
+from bisestdc_core.inference.onnxruntime.qdq_rewrites import (
     average_pools_as_depthwise_convs,
     shapes_from_quantized_tensors,
 )

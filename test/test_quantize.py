@@ -13,12 +13,15 @@ import pytest
 from inference_helpers import SMALL, export_graph, nondegenerate_model, realistic_frames
 from onnx import numpy_helper
 
+from bisestdc_core.artefacts import sidecar_path
 from bisestdc_core.classes import CITYSCAPES
+from bisestdc_core.cli import quantize as quantize_cli
 from bisestdc_core.data.synthetic import render_scene
-from bisestdc_core.inference import Segmenter, quantize
+from bisestdc_core.inference import Segmenter
 from bisestdc_core.inference.loading import load_network
-from bisestdc_core.inference.model_files import describe, sidecar_path
+from bisestdc_core.inference.model_files import describe
 from bisestdc_core.inference.onnx_export import export_onnx
+from bisestdc_core.inference.onnxruntime import quantize
 from bisestdc_core.inference.torch_engine import cpu_bf16_supported
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +53,7 @@ def stdc1_fp32(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_int8_labels_agree_with_fp32_on_unseen_scenes(demo_fp32, tmp_path):
     out = tmp_path / "demo.int8.onnx"
     quantize.quantize_onnx(demo_fp32, out, scenes(8, seed=1),
@@ -64,6 +68,7 @@ def _initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["onnxruntime", "tensorrt"])
 def test_qdq_graph_keeps_the_interface_and_the_target_encoding(stdc1_fp32, tmp_path, target):
     out = tmp_path / f"{target}.onnx"
@@ -109,6 +114,7 @@ def test_qdq_graph_keeps_the_interface_and_the_target_encoding(stdc1_fp32, tmp_p
     assert set(q["float_layers"].values()) <= kept
 
 
+@pytest.mark.slow
 def test_float_layer_left_float_has_no_quantized_input(stdc1_fp32, tmp_path):
     out = tmp_path / "head_float.onnx"
     side = quantize.quantize_onnx(stdc1_fp32, out, realistic_frames(2), float_layers=["head"])
@@ -118,10 +124,11 @@ def test_float_layer_left_float_has_no_quantized_input(stdc1_fp32, tmp_path):
     assert producers.get(head.input[1]) != "DequantizeLinear"  # float weights
 
 
+@pytest.mark.slow
 def test_segmenter_runs_int8_graphs_and_quantizes_weights_on_the_fly(test_checkpoint, tmp_path,
                                                                     caplog):
     frame = realistic_frames(1, 100, 180)[0]
-    with caplog.at_level(logging.WARNING, logger="bisestdc_core.inference.quantize"):
+    with caplog.at_level(logging.WARNING, logger="bisestdc_core.inference.onnxruntime.quantize"):
         seg = Segmenter(weights=test_checkpoint, engine="onnxruntime", precision="int8",
                         network_size=SMALL)
     assert seg.precision == "int8" and seg.engine_name == "onnxruntime"
@@ -130,7 +137,7 @@ def test_segmenter_runs_int8_graphs_and_quantizes_weights_on_the_fly(test_checkp
     assert labels.shape == (100, 180) and labels.dtype == np.uint8
     # The quantized graph was cached: a second Segmenter reuses it.
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="bisestdc_core.inference.quantize"):
+    with caplog.at_level(logging.INFO, logger="bisestdc_core.inference.onnxruntime.quantize"):
         again = Segmenter(weights=test_checkpoint, engine="onnxruntime", precision="int8",
                           network_size=SMALL)
     assert "reusing cached int8 graph" in caplog.text
@@ -155,34 +162,40 @@ def test_bad_calibration_sources_are_refused_before_work(stdc1_fp32, tmp_path):
     assert not (tmp_path / "q.onnx").exists()
 
 
+@pytest.mark.slow
 def test_quantize_tool_calibrates_on_a_bag_topic(stdc1_fp32, tmp_path, monkeypatch, capsys):
-    """bisestdc-quantize reads --calib-bag frames with the ROS side's reader; the core's own
-    command line, which has none, refuses a bag by saying so."""
-    from bisestdc_core.command_line import tool_options
+    """bisestdc-quantize (the core's command line) reads --calib-bag frames with the reader the
+    ROS package registers in the entry-point group; without one a bag is refused saying so."""
+    from bisestdc_core.cli.boundary import tool_options
     from bisestdc_core.inference import calibration_data
-    from bisestdc_ros import bag_calibration, make_bag
+    from bisestdc_ros.cli import make_bag
 
     monkeypatch.setattr(calibration_data, "_bag_readers", [])
+    monkeypatch.setattr(calibration_data, "entry_points", lambda group: [])
     bag = tmp_path / "bag"
     make_bag.make_bag(tool_options(make_bag.build_parser(), out=bag, frames=3,
                                    height=SMALL[0], width=SMALL[1]))
     out = tmp_path / "q.onnx"
     argv = ["--onnx", str(stdc1_fp32), "--out", str(out), "--calib-bag", str(bag),
             "--calib-topic", "/camera/image_raw", "--calib-count", "3", "--float-layers", "none"]
-    assert quantize.main(argv) == 2
-    assert "need the ROS tools' bag reader" in capsys.readouterr().err
+    assert quantize_cli.main(argv) == 2
+    assert "need a bag reader" in capsys.readouterr().err
     assert not out.exists()
-    assert bag_calibration.quantize_main(argv) == 0
+    monkeypatch.undo()  # the installed package's entry point again
+    monkeypatch.setattr(calibration_data, "_bag_readers", [])
+    assert quantize_cli.main(argv) == 0
+    assert type(calibration_data.bag_reader()).__name__ == "RosbagFrames"
     assert out.is_file() and f"int8 ONNX: {out}" in capsys.readouterr().out
     calibration = quantize.read_sidecar(out)["quantization"]["calibration"]
     assert calibration == {"bag": str(bag), "topic": "/camera/image_raw", "frames": 3}
 
 
 def test_quantize_cli_help_shows_defaults():
-    help_text = quantize.build_parser().format_help()
+    help_text = quantize_cli.build_parser().format_help()
     assert "--calib-images" in help_text and "(default: 32)" in help_text
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not cpu_bf16_supported(), reason="this CPU has no bf16 instructions")
 def test_torch_bf16_agrees_with_fp32(tmp_path):
     frames = scenes(2, seed=3)
@@ -216,6 +229,7 @@ def test_benchmark_help_shows_defaults(name):
     assert "(default:" in help_text and "--out" in help_text
 
 
+@pytest.mark.slow
 def test_precision_benchmark_ceiling_and_macs():
     cpu_precision = _load_benchmark("cpu_precision")
     # The ONNX Runtime ceiling graphs run and report a positive rate; MACs match the README's
@@ -226,9 +240,10 @@ def test_precision_benchmark_ceiling_and_macs():
                                                                                   rel=0.01)
 
 
+@pytest.mark.slow
 def test_tensorrt_target_passes_the_parser_rules(demo_fp32, tmp_path):
     """The TensorRT QDQ graph against the export's TensorRT ONNX-parser rules (8.5, 8.6, 10)."""
-    rules = pytest.importorskip("bisestdc_core.inference.tensorrt_rules",
+    rules = pytest.importorskip("bisestdc_core.inference.tensorrt.parser_rules",
                                 reason="the TensorRT parser-rule check is not in this tree")
     assert rules.check_tensorrt_rules(demo_fp32) == {v: [] for v in rules.RULES}, \
         "the fp32 export itself is not TensorRT-conformant"

@@ -1,6 +1,8 @@
-"""Every tool command the READMEs show runs as written after the README's set-up: each is run
-with --help (from the repository root, with the .venv's tools on PATH; `ros2 run` / `ros2
-launch` forms where the ROS tools and the colcon-installed package are present).
+"""Every tool command the READMEs show runs as written after the README's set-up: the parser
+behind each is asked for --help in process (from the repository root; the console scripts
+found on the .venv's PATH and, for the `ros2 run` / `ros2 launch` forms, in the
+colcon-installed package where the ROS tools are present), and one console script per package
+is started for real as a subprocess.
 
 The READMEs: README.md (for users), training/README.md (training and evaluation guides) and
 benchmarks/README.md (results, reliability, verification). README.md keeps exactly two set-up
@@ -10,12 +12,19 @@ resolves."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
+import io
 import os
 import re
+import runpy
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -67,7 +76,10 @@ TOOLS = sorted({tool for c in readme_commands() if (tool := tool_of(c)) is not N
 
 
 def test_readme_shows_both_forms_of_every_tool():
-    scripts = re.findall(r'"([\w-]+) = [\w.]+:\w+"', (REPO_ROOT / "setup.py").read_text())
+    # Only the console scripts: other entry-point groups (plugins) are no commands.
+    block = re.search(r'"console_scripts": \[(.*?)\]', (REPO_ROOT / "setup.py").read_text(), re.S)
+    assert block, "no console_scripts in setup.py"
+    scripts = re.findall(r'"([\w-]+) = [\w.]+:\w+"', block.group(1))
     assert scripts, "no console scripts found in setup.py"
     tools = {tool for c in readme_commands((README,)) if (tool := tool_of(c)) is not None}
     for script in scripts:
@@ -150,26 +162,110 @@ def test_relative_links_resolve(doc):
             assert anchor in {_anchor(h) for h in headings}, f"{doc.name}: no anchor {link}"
 
 
+def _console_scripts() -> dict[str, str]:
+    """Console script name -> "module:function", as setup.py declares them."""
+    block = re.search(r'"console_scripts": \[(.*?)\]', (REPO_ROOT / "setup.py").read_text(), re.S)
+    assert block, "no console_scripts in setup.py"
+    return dict(re.findall(r'"([\w-]+) = ([\w.]+:\w+)"', block.group(1)))
+
+
+def _help_in_process(argv0: str, run) -> tuple[int, str]:
+    """(exit code, stdout) of ``run()`` with sys.argv = [argv0, "--help"], in this process.
+
+    Each subprocess `--help` cost 3-4 s of interpreter start and torch import for 48 commands;
+    importing the tool behind the command here checks the same parser in milliseconds once
+    the libraries are loaded. The signal handlers a tool installs first thing (segment_node's
+    clean-shutdown handlers) are put back, so that they do not outlive the call in pytest.
+    """
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    argv, out = sys.argv, io.StringIO()
+    sys.argv = [argv0, "--help"]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), warnings.catch_warnings():
+            # runpy warns when the module was already imported (by an earlier test): harmless.
+            warnings.filterwarnings("ignore", ".*found in sys.modules", RuntimeWarning)
+            result = run()
+        code = result if isinstance(result, int) else 0
+    except SystemExit as exit_:  # argparse's --help exits 0
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        sys.argv = argv
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    return code, out.getvalue()
+
+
+def _entry_point(target: str):
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
 @pytest.mark.parametrize("tool", TOOLS, ids=[" ".join(t) for t in TOOLS])
-def test_readme_command_runs(tool, ros_env):
+def test_readme_command_runs(tool, monkeypatch):
+    """The parser behind each README command prints its help, checked in process: `python -m`
+    modules and scripts run as __main__, console scripts (on the PATH or through `ros2 run`)
+    through their setup.py entry point after the installed executable is found; the launch
+    file's arguments through ros2launch's own `--show-args` code. That the installed entry
+    points really start is checked once per package by the two subprocess tests below."""
     kind, name = tool
-    env = dict(ros_env)
-    # After `make venv` the package's tools are in the .venv's bin, beside this interpreter.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    monkeypatch.chdir(REPO_ROOT)  # the README's commands run from the repository root
     if kind == "python -m":
-        command = [sys.executable, "-m", name, "--help"]
+        code, out = _help_in_process(name, lambda: runpy.run_module(name, run_name="__main__"))
     elif kind == "script":
-        command = [sys.executable, name, "--help"]
+        code, out = _help_in_process(name, lambda: runpy.run_path(name, run_name="__main__"))
     elif kind == "path":
-        command = [name, "--help"]
+        # After `make venv` the package's tools are in the .venv's bin, beside this interpreter.
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        assert shutil.which(name, path=path), f"{name} is not on the PATH"
+        code, out = _help_in_process(name, _entry_point(_console_scripts()[name]))
     else:
-        require_ros_tools(modules=("launch_ros", "ros2cli"), commands=("ros2",))
+        require_ros_tools(modules=("launch_ros", "ros2cli", "ros2launch"), commands=("ros2",))
         require_installed_package()
-        verb = kind.split()[1]
-        command = ["ros2", verb, PACKAGE, name,
-                   "--show-args" if verb == "launch" else "--help"]
+        from ament_index_python.packages import get_package_prefix
+
+        if kind == "ros2 run":  # what `ros2 run` executes: <prefix>/lib/<package>/<name>
+            executable = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / name
+            assert executable.is_file() and os.access(executable, os.X_OK), executable
+            code, out = _help_in_process(name, _entry_point(_console_scripts()[name]))
+        else:
+            from ros2launch.api import (
+                get_share_file_path_from_package,
+                print_arguments_of_launch_file,
+            )
+
+            launch_file = get_share_file_path_from_package(package_name=PACKAGE, file_name=name)
+            code, out = _help_in_process(name, lambda: print_arguments_of_launch_file(
+                launch_file_path=launch_file))
+    assert code == 0, f"{kind} {name} --help exited {code}:\n{out}"
+    assert "usage:" in out or "Arguments (pass arguments as" in out, out
+
+
+def _run_installed(command: list[str], env: dict[str, str]) -> str:
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                             timeout=TIMEOUT)
     assert result.returncode == 0, f"{command}:\n{result.stdout}\n{result.stderr}"
-    assert "usage:" in result.stdout or "Arguments (pass arguments as" in result.stdout, (
-        result.stdout)
+    assert "usage:" in result.stdout, result.stdout
+    return result.stdout
+
+
+@pytest.mark.slow  # a subprocess with torch to import: not for `make test-fast`
+def test_core_console_script_starts_from_the_path(ros_env):
+    """One real start of a bisestdc_core console script as installed into the .venv: the
+    generated wrapper, its interpreter and the import of the entry point."""
+    env = dict(ros_env)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    script = "bisestdc-train"
+    assert _console_scripts()[script].startswith("bisestdc_core.")
+    _run_installed([script, "--help"], env)
+
+
+@pytest.mark.slow  # a subprocess with torch to import: not for `make test-fast`
+def test_ros_console_script_starts_through_ros2_run(ros_env):
+    """One real `ros2 run` of a bisestdc_ros console script from the ament prefix (what colcon
+    installed), with the ROS tools' own environment."""
+    require_ros_tools(modules=("launch_ros", "ros2cli"), commands=("ros2",))
+    require_installed_package()
+    assert _console_scripts()["segment_node"].startswith("bisestdc_ros.")
+    out = _run_installed(["ros2", "run", PACKAGE, "segment_node", "--help"], dict(ros_env))
+    assert "segment_node" in out

@@ -1,7 +1,8 @@
-"""Model names, engine names and precisions each have one definition (#14).
+"""Model names, engine names, precisions and dataset names each have one definition (#14).
 
 The command lines' choices and the node's parameter validation equal the registries', and a
-scan of the package sources finds no other literal list of those names.
+scan of the package sources finds no other literal list of those names. Every registered
+dataset builds from a tiny folder in its layout.
 """
 
 from __future__ import annotations
@@ -10,17 +11,25 @@ import argparse
 import ast
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
-from bisestdc_core import benchmark, export
-from bisestdc_core.inference import quantize
-from bisestdc_core.inference.cli_args import segmenter_kwargs
+from bisestdc_core.classes import CITYSCAPES, CLASS_SETS, IGNORE_INDEX
+from bisestdc_core.cli import benchmark, export
+from bisestdc_core.cli import evaluate as evaluate_cli
+from bisestdc_core.cli import quantize as quantize_cli
+from bisestdc_core.cli.model_options import add_segmenter_arguments, segmenter_kwargs
+from bisestdc_core.data.registry import DATASET_NAMES, DATASETS, TRAINABLE_DATASETS, build_dataset
+from bisestdc_core.data.synthetic import write_dataset
 from bisestdc_core.inference.registry import AUTO, ENGINE_CHOICES, ENGINE_NAMES, ENGINES
 from bisestdc_core.model_card import PRECISIONS
 from bisestdc_core.models import MODEL_REGISTRY
 from bisestdc_core.training.config import CHOICES
-from bisestdc_ros import bag_eval
-from bisestdc_ros.segment_config import PARAMETERS, ConfigError, validate
+from bisestdc_ros.bags import make_bag
+from bisestdc_ros.cli import bag_eval
+from bisestdc_ros.cli import make_bag as make_bag_cli
+from bisestdc_ros.node.config import PARAMETERS, ConfigError, validate
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("bisestdc_core", "bisestdc_ros")
@@ -30,6 +39,7 @@ DEFINERS = {
     "engine names": {"bisestdc_core/inference/registry.py"},
     "precisions": {"bisestdc_core/model_card.py", "bisestdc_core/inference/registry.py"},
     "model names": set(),
+    "dataset names": {"bisestdc_core/data/registry.py"},
 }
 
 
@@ -40,7 +50,7 @@ def choices(parser: argparse.ArgumentParser, option: str) -> tuple:
 
 def vocabularies() -> dict[str, set[str]]:
     return {"engine names": set(ENGINE_NAMES), "precisions": set(PRECISIONS),
-            "model names": set(MODELS)}
+            "model names": set(MODELS), "dataset names": set(DATASET_NAMES)}
 
 
 def name_lists(source: str, vocabulary: set[str]) -> list[int]:
@@ -103,11 +113,88 @@ def test_bag_eval_choices():
 
 def test_quantize_targets_are_the_int8_engines():
     int8_engines = sorted(n for n, spec in ENGINES.items() if "int8" in spec.precisions)
-    assert choices(quantize.build_parser(), "--int8-target") == tuple(int8_engines)
+    assert choices(quantize_cli.build_parser(), "--int8-target") == tuple(int8_engines)
 
 
 def test_training_config_choices():
     assert CHOICES[("model", "name")] == MODELS
+    # Training needs labelled train and val splits: an image folder has neither.
+    assert CHOICES[("data", "dataset")] == TRAINABLE_DATASETS
+    assert set(TRAINABLE_DATASETS) == set(DATASET_NAMES) - {"folder"}
+
+
+def test_dataset_choices_are_the_registry():
+    assert choices(evaluate_cli.build_parser(), "--dataset") == DATASET_NAMES
+    # make_bag's "synthetic" renders frames itself; every other source is a dataset by name.
+    sources = choices(make_bag_cli.build_parser(), "--source")
+    assert sources[0] == "synthetic" and set(sources) == set(DATASET_NAMES)
+    for name, kind in DATASETS.items():
+        if kind.class_set is not None:
+            assert make_bag.SOURCE_CLASS_SETS[name] == kind.class_set.name
+
+
+def test_evaluate_takes_the_shared_model_options():
+    parser = evaluate_cli.build_parser()
+    assert choices(parser, "--model-name") == MODELS == choices(parser, "--model")
+    assert choices(parser, "--class-set") == tuple(CLASS_SETS)
+    shared = argparse.ArgumentParser()
+    add_segmenter_arguments(shared)
+
+    def help_of(p: argparse.ArgumentParser, option: str) -> str:
+        return next(a.help for a in p._actions if option in a.option_strings)
+
+    for option in ("--weights", "--model-name", "--device"):
+        assert help_of(parser, option) == help_of(shared, option)
+
+
+def test_int8_benchmark_dataset_choices():
+    int8_accuracy = pytest.importorskip("benchmarks.int8_accuracy")
+    assert choices(int8_accuracy.build_parser(), "--dataset") == DATASET_NAMES
+
+
+def _write_cityscapes(root: Path) -> dict:
+    write_dataset(root, 1, split="val", height=32, width=64, seed=3)
+    return {}
+
+
+def _write_camvid(root: Path) -> dict:
+    (root / "val").mkdir(parents=True)
+    (root / "valannot").mkdir()
+    cv2.imwrite(str(root / "val" / "a.png"), np.full((8, 12, 3), 90, np.uint8))
+    labels = np.arange(96, dtype=np.uint8).reshape(8, 12) % 12  # 0..10 and void (11)
+    cv2.imwrite(str(root / "valannot" / "a.png"), labels)
+    return {}
+
+
+def _write_folder(root: Path) -> dict:
+    (root / "labels").mkdir(parents=True)
+    cv2.imwrite(str(root / "a.png"), np.full((8, 12, 3), 90, np.uint8))
+    cv2.imwrite(str(root / "labels" / "a.png"), np.full((8, 12), 18, np.uint8))
+    return {"label_dir": root / "labels"}
+
+
+# One writer per registered layout: a dataset registered without one fails here.
+TINY_WRITERS = {"cityscapes": _write_cityscapes, "synthetic": _write_cityscapes,
+                "camvid": _write_camvid, "folder": _write_folder}
+
+
+@pytest.mark.parametrize("name", DATASET_NAMES)
+def test_every_registered_dataset_builds_from_a_tiny_folder(name, tmp_path):
+    kind = DATASETS[name]
+    extra = TINY_WRITERS[name](tmp_path)
+    dataset = build_dataset(name, tmp_path, "val", **extra)
+    assert len(dataset) == 1
+    assert dataset.class_set is (kind.class_set or CITYSCAPES)
+    sample = dataset[0]
+    assert sample["image"].ndim == 3 and sample["label"] is not None
+    ids = set(np.unique(sample["label"]).tolist()) - {IGNORE_INDEX}
+    assert ids and max(ids) < dataset.class_set.num_classes
+    assert "ROOT" in kind.layout  # where the files lie, for help texts and errors
+
+
+def test_an_unregistered_dataset_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"unknown dataset kind 'kitti'; known: \['cityscapes'"):
+        build_dataset("kitti", "/tmp", "val")
 
 
 @pytest.mark.parametrize("name", ["engine", "precision"])

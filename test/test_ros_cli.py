@@ -66,15 +66,21 @@ def ros2(env: dict[str, str], *args: str) -> str:
     A refused `param set` still exits 0; its reason is on stderr, which is appended.
     """
     verb, rest = args[0], args[1:]
-    # Discovery on a loaded machine can take longer than the CLI's default half second.
-    command = ["ros2", verb, *rest[:1], "--no-daemon", "--spin-time", "4", *rest[1:]]
+    # Without the daemon every `ros2 param` verb builds two graph nodes and spins each for the
+    # whole --spin-time before looking (ros2cli's DirectNode), so a fixed 4 s cost 8 s a call.
+    # Waiting on events instead: --timeout polls the graph until the node appears (up to
+    # TIMEOUT s on a loaded machine), and the service calls then wait for the node's parameter
+    # services to be discovered (rclpy's wait_for_services); the short spin only seeds
+    # discovery.
+    command = ["ros2", verb, *rest[:1], "--no-daemon", "--spin-time", "0.5",
+               "--timeout", str(int(TIMEOUT)), *rest[1:]]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
     return result.stdout + result.stderr
 
 
 def frame_of(seed: int, height: int = 120, width: int = 200) -> np.ndarray:
-    from bisestdc_core.inference.synthetic import synthetic_frame
+    from bisestdc_core.inference.untrained_network import synthetic_frame
 
     return synthetic_frame(height, width, np.random.default_rng(seed))
 

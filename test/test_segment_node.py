@@ -38,8 +38,10 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from bisestdc_core.classes import CITYSCAPES
 from bisestdc_core.stage_timings import StageTimings
-from bisestdc_ros.node_outputs import OUTPUTS
-from bisestdc_ros.segment_node import SegmentNode, StartupError
+from bisestdc_ros.node.errors import StartupError
+from bisestdc_ros.node.frame_pipeline import wanted_outputs
+from bisestdc_ros.node.outputs import OUTPUTS
+from bisestdc_ros.node.segment_node import SegmentNode
 
 POLE = CITYSCAPES.names.index("pole")
 CAMERA = "/cam_front/image_raw"
@@ -206,7 +208,7 @@ def test_unsubscribed_outputs_are_not_computed(stub_setup):
         probe.node.destroy_subscription(probe.subscriptions.pop(name))
     wait_until(lambda: all(camera.publishers[n].get_subscription_count() == 0 for n in dropped),
                what="the node noticing the unsubscriptions")
-    wanted = {o.name for o in node._wanted(camera, node._config)}
+    wanted = {o.name for o in wanted_outputs(camera, node._config)}
     assert wanted == {"labels", "latency", "labels/compressed"}
     probe.send_and_wait(image_msg(stub_frame(), 7), ("labels",))
     assert segmenter.calls[-1][2] is False  # no confidence map requested
@@ -314,7 +316,7 @@ def test_invalid_start_parameter_exits_with_a_clear_error(ros_env, tmp_path):
 def test_node_process_matches_segmenter_and_survives_bad_input(rclpy_context, ros_env,
                                                                tmp_path, test_checkpoint):
     from bisestdc_core.inference import Segmenter
-    from bisestdc_core.inference.synthetic import synthetic_frame
+    from bisestdc_core.inference.untrained_network import synthetic_frame
 
     weights = test_checkpoint
     engine = dict(weights=str(weights), engine="torch", device="cpu", precision="fp32",

@@ -28,12 +28,26 @@ def checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def cpu_segmenters(checkpoint, tmp_path_factory):
+    """engine -> a Segmenter of ``checkpoint`` at SMALL (as the tests made them), made once for
+    the tests that only segment with it: the ONNX Runtime one exports the network to ONNX when
+    made (a second or two each time). Its own cache folder, like every test's (``_cache``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BISESTDC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        return {"onnxruntime": Segmenter(weights=checkpoint, engine="onnxruntime",
+                                         network_size=SMALL),
+                "torch": Segmenter(weights=checkpoint, engine="torch", device="cpu",
+                                   network_size=SMALL)}
+
+
 def test_available_engines_reports_each():
     engines = available_engines()
     assert set(engines) == {"tensorrt", "torch", "onnxruntime"}
     assert engines["onnxruntime"].startswith("available")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU choice")
 def test_auto_on_cpu_picks_onnxruntime_and_logs_why(checkpoint, caplog):
     with caplog.at_level(logging.INFO, logger="bisestdc_core.inference.segmenter"):
@@ -45,6 +59,7 @@ def test_auto_on_cpu_picks_onnxruntime_and_logs_why(checkpoint, caplog):
     assert "auto -> onnxruntime" in text and "tensorrt:" in text and "torch:" in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["onnxruntime", "torch"])
 def test_labels_at_frame_size_and_timings(checkpoint, engine):
     seg = Segmenter(weights=checkpoint, engine=engine, device="cpu", network_size=SMALL)
@@ -61,9 +76,9 @@ def test_labels_at_frame_size_and_timings(checkpoint, engine):
     assert seg.segment(realistic_frames(1)[0]).confidence is None
 
 
-def test_engines_agree_and_channel_order(checkpoint):
-    ort_seg = Segmenter(weights=checkpoint, engine="onnxruntime", network_size=SMALL)
-    torch_seg = Segmenter(weights=checkpoint, engine="torch", device="cpu", network_size=SMALL)
+@pytest.mark.slow
+def test_engines_agree_and_channel_order(cpu_segmenters):
+    ort_seg, torch_seg = cpu_segmenters["onnxruntime"], cpu_segmenters["torch"]
     agree = total = 0
     for frame in realistic_frames(3, 150, 260, seed=5):
         a = ort_seg.segment(frame).labels
@@ -76,15 +91,16 @@ def test_engines_agree_and_channel_order(checkpoint):
     assert agree / total >= 0.999
 
 
-def test_onnx_input_and_seed_weights(checkpoint, tmp_path):
-    from bisestdc_core import export
+@pytest.mark.slow
+def test_onnx_input_and_seed_weights(checkpoint, cpu_segmenters, tmp_path):
+    from bisestdc_core.cli import export
 
     onnx_path = tmp_path / "m.onnx"
     export.main(["--weights", str(checkpoint), "--network-size", *map(str, SMALL),
                  "--out", str(onnx_path), "--channel-order", "bgr"])
     seg = Segmenter(onnx=onnx_path)
     assert seg.engine_name == "onnxruntime" and seg.network_size == SMALL
-    ref = Segmenter(weights=checkpoint, engine="onnxruntime", network_size=SMALL)
+    ref = cpu_segmenters["onnxruntime"]
     exact = realistic_frames(1)[0]  # at the graph's fixed input size: no host resize
     assert (seg.segment(exact).labels == ref.segment(exact).labels).mean() >= 0.999
     # Other sizes are resized on the host (OpenCV, uint8) first; shapes still follow the frame.
@@ -100,6 +116,7 @@ def test_onnx_input_and_seed_weights(checkpoint, tmp_path):
     assert seg.segment(frame).labels.shape == (90, 200)
 
 
+@pytest.mark.slow
 def test_clear_errors(checkpoint, tmp_path):
     with pytest.raises(ValueError, match="weights file not found"):
         Segmenter(weights=tmp_path / "nope.pth")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bisestdc_ros.sequence_gaps import SequenceGaps
+from bisestdc_ros.node.sequence_gaps import SequenceGaps
 
 
 def info(publisher: int, number: int | None) -> dict:

@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bisestdc_core.data.datasets import build_dataset
+from bisestdc_core.data.registry import build_dataset
 from bisestdc_core.models.checkpoint import CheckpointError, read_file
 from bisestdc_core.safe_files import require_regular_file
 from bisestdc_core.training.config import ConfigError, load_config
-from bisestdc_ros.bag_io import BagError, BagReader, BagWriter, header_msg, image_msg
+from bisestdc_ros.bags.messages import header_msg, image_msg
+from bisestdc_ros.bags.reader import BagError, BagReader
+from bisestdc_ros.bags.writer import BagWriter
 
 pytestmark = [pytest.mark.timeout(10),
               pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")]

@@ -17,14 +17,14 @@ import time
 import pytest
 import torch
 
-from bisestdc_core.models.checkpoint import atomic_save, read_file
-from bisestdc_core.safe_files import (
+from bisestdc_core.artefacts import (
     atomic_path,
     atomic_write_text,
     is_stale_temp,
     remove_stale_temps,
     temp_path,
 )
+from bisestdc_core.models.checkpoint import atomic_save, read_file
 
 
 def dead_pid() -> int:
@@ -73,7 +73,7 @@ def test_only_dead_processes_temps_are_removed(tmp_path, caplog):
               tmp_path / f".last.pt.{dead}.tmp.bak"]
     for path in stale + live + others:
         path.write_bytes(b"x")
-    with caplog.at_level(logging.INFO, logger="bisestdc_core.safe_files"):
+    with caplog.at_level(logging.INFO, logger="bisestdc_core.artefacts"):
         assert remove_stale_temps(tmp_path) == 2
     assert "removed 2 stale temp file(s)" in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in live + others)
@@ -103,7 +103,7 @@ def test_sigkill_while_saving_is_cleaned_by_the_next_start(tmp_path):
     """The issue's reproducer: kill a writer mid-save; the next run start removes its temp."""
     script = (
         "import sys, time\n"
-        "from bisestdc_core.safe_files import atomic_path\n"
+        "from bisestdc_core.artefacts import atomic_path\n"
         "with atomic_path(sys.argv[1]) as tmp:\n"
         "    tmp.write_bytes(b'half a checkpoint')\n"
         "    print('writing', flush=True)\n"

@@ -14,16 +14,8 @@ from conftest import REPO_ROOT
 from bisestdc_core.classes import IGNORE_INDEX
 from bisestdc_core.data.cityscapes_labels import label_ids_to_train_ids
 from bisestdc_core.data.datasets import CityscapesDataset
-from bisestdc_core.data.synthetic import (
-    DRAWN_CLASSES,
-    LIGHT,
-    POLE,
-    SIGN,
-    main,
-    render_scene,
-    render_sequence,
-    write_dataset,
-)
+from bisestdc_core.data.synthetic import main, render_scene, render_sequence, write_dataset
+from bisestdc_core.data.synthetic_world import DRAWN_CLASSES, LIGHT, POLE, SIGN
 
 H, W = 256, 512
 

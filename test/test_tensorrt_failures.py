@@ -22,8 +22,8 @@ import torch
 from inference_helpers import export_graph
 
 from bisestdc_core.inference import Segmenter
-from bisestdc_core.inference import tensorrt_engine as te
 from bisestdc_core.inference.model_files import write_engine_sidecar
+from bisestdc_core.inference.tensorrt import cache_key, platform, runtime
 from bisestdc_core.models import build_model
 
 NETWORK_SIZE = (64, 128)
@@ -191,7 +191,7 @@ def stand_in_tensorrt(engine: object) -> types.ModuleType:
 @pytest.fixture
 def inject(monkeypatch):
     """inject(fail=..., engine=...) puts the stand-ins in sys.modules; returns the pycuda one."""
-    te.trt_logger.cache_clear()
+    platform.trt_logger.cache_clear()
 
     def _inject(fail=None, engine=None):
         cuda = stand_in_pycuda(fail or {})
@@ -203,7 +203,7 @@ def inject(monkeypatch):
         return cuda
 
     yield _inject
-    te.trt_logger.cache_clear()  # no stand-in logger outlives the test
+    platform.trt_logger.cache_clear()  # no stand-in logger outlives the test
 
 
 @pytest.fixture
@@ -233,7 +233,7 @@ def engine_file(tmp_path, onnx_file):
     the stand-in GPU and TensorRT version."""
     path = tmp_path / "m.engine"
     path.write_bytes(b"stand-in engine")
-    key = te.engine_cache_key("0" * 64, GPU, TRT_VERSION, "fp16", [1, *NETWORK_SIZE, 3])
+    key = cache_key.engine_cache_key("0" * 64, GPU, TRT_VERSION, "fp16", [1, *NETWORK_SIZE, 3])
     write_engine_sidecar(path, key, onnx_file)
     return path
 
@@ -253,7 +253,7 @@ def test_stand_ins_copy_pycudas_hierarchy():
         assert cls.__bases__ == (StandInPycudaError,)
     # The point of the issue: none of them is a builtin RuntimeError.
     assert not issubclass(StandInPycudaRuntimeError, RuntimeError)
-    assert issubclass(te.TensorRTUnavailable, RuntimeError)
+    assert issubclass(platform.TensorRTUnavailable, RuntimeError)
 
 
 # ---- explicit construction: the project error, naming the step and the file ----------------
@@ -282,12 +282,13 @@ def _engine_for(kind):
     return StandInEngine(None if kind == "no context" else StandInContext())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_runner_failure_is_the_project_error(inject, engine_file, case):
     fail, kind, step, cause = CASES[case]
     cuda = inject(fail, _engine_for(kind))
-    with pytest.raises(te.TensorRTUnavailable, match=step) as caught:
-        te.TensorRTRunner(engine_file)
+    with pytest.raises(platform.TensorRTUnavailable, match=step) as caught:
+        runtime.TensorRTRunner(engine_file)
     text = _one_line(caught.value)
     assert str(engine_file) in text and text.startswith("TensorRT ")
     if cause is not None:
@@ -298,29 +299,29 @@ def test_runner_failure_is_the_project_error(inject, engine_file, case):
 
 
 def test_import_failure_is_the_project_error(monkeypatch, tmp_path):
-    te.trt_logger.cache_clear()
+    platform.trt_logger.cache_clear()
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError
-    with pytest.raises(te.TensorRTUnavailable, match="TensorRT import failed") as caught:
-        te.TensorRTRunner(tmp_path / "m.engine")
+    with pytest.raises(platform.TensorRTUnavailable, match="TensorRT import failed") as caught:
+        runtime.TensorRTRunner(tmp_path / "m.engine")
     assert "install TensorRT 8.5+" in _one_line(caught.value)
-    assert te.tensorrt_available()[0] is False
+    assert platform.tensorrt_available()[0] is False
 
 
 def test_gpu_info_on_a_failing_device(inject):
     inject({"device": StandInPycudaLogicError("cuDeviceGet failed: invalid device ordinal")})
-    with pytest.raises(te.TensorRTUnavailable, match="CUDA device 0 query failed"):
-        te.gpu_info(0)
+    with pytest.raises(platform.TensorRTUnavailable, match="CUDA device 0 query failed"):
+        platform.gpu_info(0)
 
 
 def test_a_frames_pycuda_error_is_the_project_error(inject, engine_file):
     cuda = inject({}, StandInEngine(StandInContext()))
-    runner = te.TensorRTRunner(engine_file)
+    runner = runtime.TensorRTRunner(engine_file)
 
     def launch_failure(*args):
         raise StandInPycudaLaunchError("cuMemcpyHtoDAsync failed: launch failed")
 
     cuda.memcpy_htod_async = launch_failure
-    with pytest.raises(te.TensorRTUnavailable, match="TensorRT execution failed") as caught:
+    with pytest.raises(platform.TensorRTUnavailable, match="TensorRT execution failed") as caught:
         runner.infer(np.zeros((1, *NETWORK_SIZE, 3), np.uint8))
     assert "StandInPycudaLaunchError" in _one_line(caught.value)
     runner.close()
@@ -333,7 +334,7 @@ def test_explicit_tensorrt_segmenter_one_line_error(inject, cuda_visible, engine
     inject(fail, _engine_for(kind))
     with pytest.raises(RuntimeError, match=f"engine tensorrt failed: TensorRT {step}") as caught:
         Segmenter(engine_path=engine_file, engine="tensorrt", device="cuda")
-    assert isinstance(caught.value.__cause__, te.TensorRTUnavailable)
+    assert isinstance(caught.value.__cause__, platform.TensorRTUnavailable)
     assert str(engine_file) in _one_line(caught.value)
 
 

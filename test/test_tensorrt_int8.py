@@ -12,12 +12,14 @@ import onnx
 import pytest
 from onnx_graphs import qdq_model
 
-from bisestdc_core import export
+from bisestdc_core.cli import export
 from bisestdc_core.inference import calibration_data
-from bisestdc_core.inference import tensorrt_engine as te
 from bisestdc_core.inference.calibration_data import CalibrationSource
 from bisestdc_core.inference.segmenter import Segmenter
-from bisestdc_ros import bag_calibration, make_bag
+from bisestdc_core.inference.tensorrt import build, calibration, platform
+from bisestdc_core.inference.tensorrt.options import TensorRTOptions
+from bisestdc_ros.bags import calibration_frames as bag_calibration
+from bisestdc_ros.cli import make_bag
 
 TOPIC = "/camera/image_raw"
 
@@ -32,9 +34,8 @@ def calib_bag(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def rosbag_reader(monkeypatch):
-    """The bag reader registered as bisestdc-export and bisestdc-quantize register it."""
-    monkeypatch.setattr(calibration_data, "_bag_readers", [])
-    bag_calibration.register()
+    """The bag reader the ROS package registers in the core's entry-point group."""
+    monkeypatch.setattr(calibration_data, "_bag_readers", [bag_calibration.RosbagFrames()])
 
 
 @pytest.fixture
@@ -84,7 +85,10 @@ def test_bag_source_validates_and_yields_frames(calib_bag):
 def test_bag_source_needs_the_ros_side_reader(calib_bag, monkeypatch):
     """The core reads no bags itself: without the registered reader it says where one is."""
     monkeypatch.setattr(calibration_data, "_bag_readers", [])
-    with pytest.raises(ValueError, match="need the ROS tools' bag reader: run bisestdc-quantize"):
+    # ... and no installed one either (bisestdc_ros registers its reader as an entry point)
+    monkeypatch.setattr(calibration_data, "entry_points", lambda group: [])
+    with pytest.raises(ValueError, match="calibration frames from a bag need a bag reader "
+                                         r"\(installed with bisestdc_ros"):
         CalibrationSource(bag=calib_bag, topic=TOPIC, count=5).validate()
 
 
@@ -111,27 +115,64 @@ def test_invalid_sources_are_named(kwargs, message, tmp_path, calib_bag, image_d
 
 # ---- how an int8 engine gets its scales -----------------------------------------------------
 
-def test_int8_mode(onnx_file, qdq_file, image_dir, tmp_path):
-    assert te.int8_mode(qdq_file, None, None) == "qdq"
-    assert te.int8_mode(onnx_file, CalibrationSource(images=image_dir), None) == "calibrate"
+def test_int8_mode_qdq_by_default(onnx_file, qdq_file, image_dir, tmp_path):
+    """The TensorRT 10 way by default: a QDQ graph as given, or one to make from the frames."""
+    assert calibration.int8_mode(qdq_file, None, None) == "qdq"
+    source = CalibrationSource(images=image_dir)
+    assert calibration.int8_mode(onnx_file, source, None) == "quantize"
+    assert calibration.int8_mode(None, None, None) == "quantize"  # weights: generated scenes
     cache = tmp_path / "m.calib"
     cache.write_bytes(b"TRT-8601-EntropyCalibration2\n")
-    assert te.int8_mode(onnx_file, None, cache) == "cache"
+    with pytest.raises(ValueError, match=r"plain.onnx needs a calibration source .*\(QDQ\) "
+                                         r"ONNX.*calibration cache serves only "
+                                         r"int8_calibration implicit"):
+        calibration.int8_mode(onnx_file, None, cache)
+
+
+def test_int8_mode_implicit_only_when_asked(onnx_file, qdq_file, image_dir, tmp_path):
+    source = CalibrationSource(images=image_dir)
+    assert calibration.int8_mode(qdq_file, None, None, "implicit") == "qdq"
+    assert calibration.int8_mode(onnx_file, source, None, "implicit") == "calibrate"
+    cache = tmp_path / "m.calib"
+    cache.write_bytes(b"TRT-8601-EntropyCalibration2\n")
+    assert calibration.int8_mode(onnx_file, None, cache, "implicit") == "cache"
     with pytest.raises(ValueError, match=r"needs a calibration source .* \(no calibration "
                                          r"cache at .*absent.calib\)"):
-        te.int8_mode(onnx_file, CalibrationSource(), tmp_path / "absent.calib")
+        calibration.int8_mode(onnx_file, CalibrationSource(), tmp_path / "absent.calib",
+                              "implicit")
     with pytest.raises(ValueError, match="int8 from the exported weights needs"):
-        te.int8_mode(None, None, None)
+        calibration.int8_mode(None, None, None, "implicit")
 
 
-def test_ensure_engine_checks_int8_inputs_before_tensorrt(onnx_file, tmp_path):
+def test_int8_scales_name_their_source(qdq_file, onnx_file, image_dir, tmp_path):
+    explicit = calibration.int8_scales("qdq", qdq_file, None, None)
+    assert explicit["quantization"] == "explicit" and len(explicit["qdq_sha256"]) == 64
+    implicit = calibration.int8_scales("calibrate", onnx_file,
+                                       CalibrationSource(images=image_dir, count=7), None)
+    assert implicit == {"quantization": "implicit",
+                        "source": {"images": str(image_dir), "count": 7}}
+    cache = tmp_path / "m.calib"
+    cache.write_bytes(b"scales")
+    assert calibration.int8_scales("cache", onnx_file, None, cache)[
+        "calibration_cache_sha256"] != calibration.int8_scales("qdq", qdq_file, None, None)[
+        "qdq_sha256"]
+    with pytest.raises(ValueError, match="quantize the graph first"):
+        calibration.int8_scales("quantize", onnx_file, None, None)
+
+
+def test_ensure_engine_checks_int8_inputs_before_tensorrt(onnx_file, image_dir, tmp_path):
     """Here TensorRT is missing: the int8 errors coming first shows they are checked before
     TensorRT (and the builder) is reached."""
     with pytest.raises(ValueError, match="calibration image folder not found"):
-        te.ensure_engine(onnx_file, tmp_path / "m.engine", "int8",
-                         calibration=CalibrationSource(images=tmp_path / "nothing"))
+        build.ensure_engine(onnx_file, tmp_path / "m.engine", "int8",
+                            calibration=CalibrationSource(images=tmp_path / "nothing"))
     with pytest.raises(ValueError, match=r"needs a calibration source .*m\.[0-9a-f]{16}\.calib"):
-        te.ensure_engine(onnx_file, tmp_path / "m.engine", "int8")
+        build.ensure_engine(onnx_file, tmp_path / "m.engine", "int8",
+                            options=TensorRTOptions(int8_calibration="implicit"))
+    # qdq (default): a float graph is refused by the builder; the factory quantizes it first
+    with pytest.raises(ValueError, match="plain.onnx is a float graph"):
+        build.ensure_engine(onnx_file, tmp_path / "m.engine", "int8",
+                            calibration=CalibrationSource(images=image_dir))
 
 
 def _frames_then_failure():
@@ -147,7 +188,7 @@ def test_calibration_feed_keeps_the_error_for_after_the_build(tmp_path):
         uploads.append(frame.copy())
         return 4096 + len(uploads)
 
-    feed = te.CalibrationFeed(_frames_then_failure(), upload, tmp_path / "m.calib")
+    feed = calibration.CalibrationFeed(_frames_then_failure(), upload, tmp_path / "m.calib")
     assert feed.next_batch() == [4097]
     assert feed.next_batch() == [4098]
     assert feed.next_batch() is None  # the OSError ends calibration instead of escaping
@@ -156,16 +197,16 @@ def test_calibration_feed_keeps_the_error_for_after_the_build(tmp_path):
 
 
 def test_calibration_feed_without_frames_names_the_cache(tmp_path):
-    feed = te.CalibrationFeed(iter(()), lambda frame: 0, tmp_path / "m.calib")
+    feed = calibration.CalibrationFeed(iter(()), lambda frame: 0, tmp_path / "m.calib")
     assert feed.next_batch() is None
     assert "calibration cache" in str(feed.error) and "m.calib" in str(feed.error)
 
 
 def test_calibration_frames_match_engine_input(image_dir):
-    frames = list(te.calibration_frames((1, 32, 64, 3), "bgr",
+    frames = list(calibration.calibration_frames((1, 32, 64, 3), "bgr",
                                         CalibrationSource(images=image_dir, count=1)))
     assert len(frames) == 1 and frames[0].shape == (1, 32, 64, 3)
-    assert list(te.calibration_frames((1, 32, 64, 3), "rgb", None)) == []
+    assert list(calibration.calibration_frames((1, 32, 64, 3), "rgb", None)) == []
 
 
 # ---- refused at start -----------------------------------------------------------------------
@@ -181,13 +222,16 @@ def test_segmenter_refuses_int8_without_scales(onnx_file, tmp_path):
 def test_segmenter_int8_with_a_cache_gets_past_the_check(onnx_file, tmp_path):
     cache = tmp_path / "m.calib"
     cache.write_bytes(b"TRT-8601-EntropyCalibration2\n")
-    ok, _ = te.tensorrt_available()
+    ok, _ = platform.tensorrt_available()
     if ok:
         pytest.skip("TensorRT is installed here: this would build an engine")
+    with pytest.raises(ValueError, match="calibration cache serves only int8_calibration"):
+        Segmenter(onnx=onnx_file, precision="int8", calib_cache=cache)
     # past the int8 check, the engine choice says why nothing runs int8 here
     with pytest.raises(RuntimeError,
                        match="no usable inference engine .*onnxruntime: plain.onnx is an fp32"):
-        Segmenter(onnx=onnx_file, precision="int8", calib_cache=cache)
+        Segmenter(onnx=onnx_file, precision="int8", calib_cache=cache,
+                  tensorrt_options=TensorRTOptions(int8_calibration="implicit"))
 
 
 def test_cli_refuses_a_bad_calibration_source_before_exporting(tmp_path, capsys):

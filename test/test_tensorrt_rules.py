@@ -10,7 +10,7 @@ from inference_helpers import export_graph, nondegenerate_model
 from onnx import TensorProto, helper, numpy_helper
 from onnx_graphs import make_model, qdq_model, tensor, uint8_transpose_model
 
-from bisestdc_core.inference.tensorrt_rules import RULES, check_tensorrt_rules, verdict_lines
+from bisestdc_core.inference.tensorrt.parser_rules import RULES, check_tensorrt_rules, verdict_lines
 
 VERSIONS = tuple(RULES)
 
@@ -29,6 +29,7 @@ def test_every_export_variant_is_accepted(name, tiny, tmp_path):
     assert result == {v: [] for v in VERSIONS}, "\n".join(verdict_lines(result))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["stdc1", "bisestdc"])
 def test_real_networks_are_accepted(model_name, tmp_path):
     """The real networks' ops (BN, pooling, attention, align-corners resizes), in the variant

@@ -21,8 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, sys
 import numpy as np
-import bisestdc_ros.segment_node
-import bisestdc_ros.segment_node_core
+import bisestdc_ros.cli.segment_node
+import bisestdc_ros.node.segment_node
 from bisestdc_core.inference.segmenter import Segmenter
 
 segmenter = Segmenter(engine="onnxruntime", onnx=sys.argv[1])

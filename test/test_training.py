@@ -103,7 +103,7 @@ def test_bad_config_file_named(tmp_path):
 
 
 def test_missing_dataset_stops_before_work(tmp_path, capsys):
-    from bisestdc_core.training.cli import main
+    from bisestdc_core.cli.train import main
 
     code = main(["--config", str(CONFIG), f"data.root={tmp_path / 'nowhere'}",
                  f"train.out_dir={tmp_path / 'run'}"])
@@ -175,16 +175,46 @@ def test_short_run_ends_decayed_not_at_peak():
     assert lr_at(60, cfg, 60) == FINAL_LR
 
 
-@pytest.mark.slow
-def test_sigkill_then_resume_continues_the_same_losses(tiny_streets, tmp_path):
-    ref_dir, kill_dir = tmp_path / "ref", tmp_path / "killed"
-    ref = run_train(tiny_overrides(tiny_streets, ref_dir, 8))
-    out, _ = ref.communicate(timeout=600)
-    assert ref.returncode == 0, out
-    reference = losses(ref_dir)
-    assert sorted(reference) == list(range(1, 9))
+# The two kill-and-resume tests compare with the same uninterrupted run: evaluating every
+# iteration (what the best.pt test needs) for 10 iterations.
+KILL_EXTRA = {"train.eval_every": 1, "data.eval_scale": 1.0}
+KILL_ITERS = 10
 
-    victim = run_train(tiny_overrides(tiny_streets, kill_dir, 8))
+
+class ReferenceRun:
+    """The uninterrupted training run, started when first asked for and waited for only when
+    its results are read: each process spends most of its ~10 s importing torch and warming
+    up on one thread, so the reference overlaps the first test's victim on the second core
+    instead of running before it (and runs once for both tests instead of once each)."""
+
+    def __init__(self, root: Path, out_dir: Path):
+        self.out_dir = out_dir
+        self.process = run_train(tiny_overrides(root, out_dir, KILL_ITERS, **KILL_EXTRA))
+        self.output: str | None = None
+
+    def finished(self) -> Path:
+        if self.output is None:
+            self.output, _ = self.process.communicate(timeout=600)
+        assert self.process.returncode == 0, self.output
+        return self.out_dir
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_streets, tmp_path_factory):
+    run = ReferenceRun(tiny_streets, tmp_path_factory.mktemp("reference"))
+    yield run
+    run.stop()  # a test that failed before reading it leaves no training process behind
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_continues_the_same_losses(tiny_streets, tmp_path, reference_run):
+    kill_dir = tmp_path / "killed"
+    victim = run_train(tiny_overrides(tiny_streets, kill_dir, KILL_ITERS, **KILL_EXTRA))
     deadline = time.time() + 300
     while time.time() < deadline:
         log = kill_dir / "losses.jsonl"
@@ -195,17 +225,19 @@ def test_sigkill_then_resume_continues_the_same_losses(tiny_streets, tmp_path):
     victim.communicate(timeout=60)
     assert victim.returncode == -signal.SIGKILL
     killed_at = max(losses(kill_dir))
-    assert killed_at < 8, "the run finished before it could be killed"
-    resumed = run_train(tiny_overrides(tiny_streets, kill_dir, 8))
+    assert killed_at < KILL_ITERS, "the run finished before it could be killed"
+    resumed = run_train(tiny_overrides(tiny_streets, kill_dir, KILL_ITERS, **KILL_EXTRA))
     out, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out
     assert "resumed from" in out
+    reference = losses(reference_run.finished())
+    assert sorted(reference) == list(range(1, KILL_ITERS + 1))
     after = losses(kill_dir)
-    assert sorted(after) == list(range(1, 9))
-    for it in range(1, 9):
+    assert sorted(after) == list(range(1, KILL_ITERS + 1))
+    for it in range(1, KILL_ITERS + 1):
         assert after[it] == pytest.approx(reference[it], rel=1e-5, abs=1e-6), it
     state = torch.load(kill_dir / "last.pt", weights_only=True)
-    assert state["iteration"] == 8
+    assert state["iteration"] == KILL_ITERS
     assert not list(kill_dir.glob(".last.pt.*.tmp"))
     assert oct((kill_dir / "last.pt").stat().st_mode & 0o777) == "0o644"
 
@@ -255,7 +287,7 @@ def test_ddp_two_gloo_processes_stay_in_sync(tiny_streets, tmp_path):
 
 
 def test_wrong_class_count_stops_at_start_up(tiny_streets, tmp_path, capsys):
-    from bisestdc_core.training.cli import main
+    from bisestdc_core.cli.train import main
 
     code = main(["--config", str(CONFIG),
                  *tiny_overrides(tiny_streets, tmp_path / "run", 2, **{"model.num_classes": 11})])
@@ -267,7 +299,7 @@ def test_wrong_class_count_stops_at_start_up(tiny_streets, tmp_path, capsys):
 def test_split_without_labels_stops_at_start_up(tiny_streets, tmp_path, capsys):
     import shutil
 
-    from bisestdc_core.training.cli import main
+    from bisestdc_core.cli.train import main
 
     root = tmp_path / "streets"
     shutil.copytree(tiny_streets, root)
@@ -282,11 +314,12 @@ def test_split_without_labels_stops_at_start_up(tiny_streets, tmp_path, capsys):
 
 
 def train_main(overrides: list[str], *flags: str) -> int:
-    from bisestdc_core.training.cli import main
+    from bisestdc_core.cli.train import main
 
     return main(["--config", str(CONFIG), *flags, *overrides])
 
 
+@pytest.mark.slow
 def test_resume_refuses_trajectory_changes_unless_allowed(tiny_streets, tmp_path, capsys):
     run = tmp_path / "run"
     assert train_main(tiny_overrides(tiny_streets, run, 2)) == 0
@@ -332,6 +365,7 @@ def test_resume_refuses_a_checkpoint_that_is_not_a_training_checkpoint(tiny_stre
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_resume_cuts_logs_back_to_the_checkpoint(tiny_streets, tmp_path):
     run = tmp_path / "run"
     assert train_main(tiny_overrides(tiny_streets, run, 3, **{"train.ckpt_every": 2})) == 0
@@ -370,18 +404,17 @@ def save_then_die(obj, path):
         os.kill(os.getpid(), signal.SIGKILL)  # right after the new best, before last.pt
 
 trainer.atomic_save = save_then_die
-from bisestdc_core.training.cli import main
+from bisestdc_core.cli.train import main
 sys.exit(main(sys.argv[2:]))
 """
 
 
 @pytest.mark.slow
-def test_best_after_kill_right_after_a_new_best_equals_uninterrupted(tiny_streets, tmp_path):
-    extra = {"train.eval_every": 1, "data.eval_scale": 1.0}
-    ref_dir, kill_dir = tmp_path / "ref", tmp_path / "killed"
-    ref = run_train(tiny_overrides(tiny_streets, ref_dir, 10, **extra))
-    out, _ = ref.communicate(timeout=600)
-    assert ref.returncode == 0, out
+def test_best_after_kill_right_after_a_new_best_equals_uninterrupted(tiny_streets, tmp_path,
+                                                                  reference_run):
+    extra = KILL_EXTRA
+    kill_dir = tmp_path / "killed"
+    ref_dir = reference_run.finished()
     reference = read_jsonl(ref_dir / "evaluations.jsonl")
     # Kill at a new best that the next evaluation does not beat: a resumed run that forgot
     # this best would then write a worse best.pt.
@@ -392,12 +425,12 @@ def test_best_after_kill_right_after_a_new_best_equals_uninterrupted(tiny_street
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
     victim = subprocess.run(
         [sys.executable, "-c", KILL_AFTER_BEST, str(kill_at), "--config", str(CONFIG),
-         *tiny_overrides(tiny_streets, kill_dir, 10, **extra)],
+         *tiny_overrides(tiny_streets, kill_dir, KILL_ITERS, **extra)],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert victim.returncode == -signal.SIGKILL, victim.stdout + victim.stderr
     assert torch.load(kill_dir / "best.pt", weights_only=True)["iteration"] == kill_at
 
-    resumed = run_train(tiny_overrides(tiny_streets, kill_dir, 10, **extra))
+    resumed = run_train(tiny_overrides(tiny_streets, kill_dir, KILL_ITERS, **extra))
     out, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out
     assert "resumed from" in out
@@ -427,6 +460,7 @@ def test_autocast_choice_follows_the_device():
     assert autocast_dtype("bf16", cpu) == (torch.bfloat16 if cpu_supports_bf16() else None)
 
 
+@pytest.mark.slow
 def test_bf16_step_loss_matches_fp32(tiny_streets, tmp_path):
     """One step from the same weights and batch: bf16 autocast changes the loss by < 2 %."""
     import copy
@@ -455,6 +489,7 @@ def test_bf16_step_loss_matches_fp32(tiny_streets, tmp_path):
     assert bf16 == pytest.approx(fp32, rel=0.02)
 
 
+@pytest.mark.slow  # a training subprocess with two loader workers
 def test_loader_workers_start_after_the_dataset_check(tmp_path):
     """Workers fork after the main process decoded every image for the dataset check: an
     OpenCV thread pool alive at that moment would hang each worker in its first OpenCV call."""

@@ -84,7 +84,7 @@ def test_every_field_is_walked():
 
 @pytest.mark.parametrize("key,value", CASES, ids=[f"{k}={v}" for k, v in CASES])
 def test_bad_value_is_one_line_naming_the_key(key, value, tmp_path, capsys):
-    from bisestdc_core.training.cli import main
+    from bisestdc_core.cli.train import main
 
     out_dir = tmp_path / "run"
     overrides = [f"{key}={value}"]
@@ -100,6 +100,7 @@ def test_bad_value_is_one_line_naming_the_key(key, value, tmp_path, capsys):
     assert not out_dir.exists(), "refused before any work"
 
 
+@pytest.mark.slow
 def test_subprocess_exit_code_and_debug_traceback(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     cmd = [sys.executable, "training/train.py", "--config", str(CONFIG), "optim.lr=nan",
@@ -118,6 +119,17 @@ def test_subprocess_exit_code_and_debug_traceback(tmp_path):
 def test_cross_field_rule_warmup_start_below_peak():
     with pytest.raises(ConfigError, match="'optim.warmup_start_lr'"):
         load_config(CONFIG, ["optim.lr=0.01", "optim.warmup_start_lr=0.1"])
+
+
+def test_class_weights_one_per_class_and_not_all_zero():
+    cfg = load_config(CONFIG, ["model.num_classes=3", "loss.class_weights=[0.5, 1, 2]"])
+    assert cfg.loss.class_weights == [0.5, 1.0, 2.0]
+    with pytest.raises(ConfigError, match="'loss.class_weights' has 2 values for"):
+        load_config(CONFIG, ["model.num_classes=3", "loss.class_weights=[1, 2]"])
+    with pytest.raises(ConfigError, match="all 0"):
+        load_config(CONFIG, ["model.num_classes=2", "loss.class_weights=[0, 0]"])
+    with pytest.raises(ConfigError, match="loss.class_weights"):
+        load_config(CONFIG, ["model.num_classes=2", "loss.class_weights=[1, -1]"])
 
 
 # ---- property-based: the loader never raises anything but ConfigError ---------------------
@@ -155,6 +167,7 @@ def _within_declared_ranges(cfg: Config) -> bool:
     return all(math.isfinite(v) for v in (cfg.optim.lr, cfg.data.eval_scale))
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(_KEYS), _VALUES), max_size=4))
 def test_loader_accepts_only_valid_configs(pairs):
@@ -172,6 +185,7 @@ def test_loader_accepts_only_valid_configs(pairs):
 @settings(max_examples=100, deadline=None)
 @given(st.floats(0.0001, 10), st.integers(0, 5000), st.integers(1, 200000),
        st.lists(st.floats(0.01, 8), min_size=1, max_size=5))
+@pytest.mark.slow
 def test_valid_configs_round_trip(tmp_path_factory, lr, warmup, max_iters, scales):
     overrides = [f"optim.lr={lr!r}", f"optim.warmup_iters={warmup}",
                  f"train.max_iters={max_iters}", f"data.scales={scales!r}",
@@ -182,6 +196,7 @@ def test_valid_configs_round_trip(tmp_path_factory, lr, warmup, max_iters, scale
     assert load_config(path) == cfg
 
 
+@pytest.mark.slow  # with the property test it counts (the same selection)
 def test_property_counts_are_meaningful():
     """Runs after the property test (file order): both outcomes occurred, counts printed."""
     print(f"config loader property test: {COUNTS['accepted']} accepted, "

@@ -11,7 +11,6 @@ import torch
 
 from bisestdc_core.classes import CITYSCAPES, IGNORE_INDEX
 from bisestdc_core.data.transforms import (
-    IMAGENET_MEAN,
     SEED_SCALES,
     ColorJitter,
     Compose,
@@ -23,6 +22,7 @@ from bisestdc_core.data.transforms import (
     build_eval_transforms,
     build_train_transforms,
 )
+from bisestdc_core.normalization import IMAGENET_MEAN
 
 PALETTE = CITYSCAPES.palette_rgb()[:19].astype(np.int32)
 

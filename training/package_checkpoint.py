@@ -6,7 +6,7 @@ installed (``make venv``, colcon) or on PYTHONPATH.
 
 import sys
 
-from bisestdc_core.training.package_checkpoint import main
+from bisestdc_core.cli.package_checkpoint import main
 
 if __name__ == "__main__":
     sys.exit(main())

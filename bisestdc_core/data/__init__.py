@@ -9,16 +9,16 @@ from bisestdc_core.data.cityscapes_labels import (
     train_ids_to_label_ids,
 )
 from bisestdc_core.data.datasets import (
-    DATASET_KINDS,
     CamVidDataset,
     CityscapesDataset,
     ImageFolderDataset,
     SegmentationDataset,
-    build_dataset,
 )
+from bisestdc_core.data.registry import DATASET_NAMES, DATASETS, build_dataset
 
 __all__ = [
-    "DATASET_KINDS",
+    "DATASETS",
+    "DATASET_NAMES",
     "CamVidDataset",
     "CityscapesDataset",
     "ImageFolderDataset",

@@ -2,13 +2,14 @@
 
 A sample is ``{'image': H x W x 3 uint8 RGB, 'label': H x W uint8 train ids (IGNORE_INDEX = not
 scored) or None, 'name': str, 'image_path': str}``; an optional ``transform`` (see
-``bisestdc_core.data.transforms``) is applied to it last. Files are checked when they are read, so
+``bisestdc_core.data.transforms``) is applied to it last. Which dataset a name means, and the
+building by name, is :mod:`bisestdc_core.data.registry`. Files are checked when they are read, so
 that a bad file stops the run with its name instead of corrupting the metrics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -238,36 +239,3 @@ def _list_images(folder: Path) -> list[Path]:
     for image in images:  # a FIFO would block its reader's open() forever: stat, never open
         require_regular_file(image, "image", ValueError)
     return images
-
-
-DATASET_KINDS: Sequence[str] = ("cityscapes", "camvid", "folder", "synthetic")
-
-
-def build_dataset(
-    kind: str,
-    root: str | Path,
-    split: str = "val",
-    label_dir: str | Path | None = None,
-    class_set: ClassSet | None = None,
-    transform: Transform | None = None,
-) -> SegmentationDataset:
-    """Build a dataset by kind.
-
-    Args:
-        kind: ``cityscapes``, ``camvid``, ``folder`` or ``synthetic`` (a folder written by
-            ``bisestdc_core.data.synthetic``, i.e. Cityscapes layout).
-        root: dataset root; for ``folder`` the image folder.
-        split: split name (ignored for ``folder``).
-        label_dir: ``folder`` only: label folder (train-id PNGs), optional.
-        class_set: ``folder`` only: classes of its labels (default Cityscapes).
-        transform: optional sample transform.
-    """
-    if kind in ("cityscapes", "synthetic"):
-        return CityscapesDataset(root, split, transform=transform)
-    if kind == "camvid":
-        return CamVidDataset(root, split, transform=transform)
-    if kind == "folder":
-        return ImageFolderDataset(
-            root, label_dir, class_set=class_set or CITYSCAPES, transform=transform
-        )
-    raise ValueError(f"unknown dataset kind {kind!r}; known: {list(DATASET_KINDS)}")

@@ -19,10 +19,7 @@ import torch
 
 from bisestdc_core.classes import IGNORE_INDEX
 from bisestdc_core.image_tensors import images_to_tensor
-from bisestdc_core.normalization import (  # noqa: F401 - the constants are re-exported
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-)
+from bisestdc_core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 Sample = dict[str, Any]
 

@@ -104,3 +104,44 @@ def plot_per_class_iou(ious: Sequence[float | None], names: Sequence[str], path:
         ax.set_title(title)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_per_class_iou_comparison(runs: dict[str, Sequence[float | None]],
+                                  names: Sequence[str], path: str | Path,
+                                  small_objects: Sequence[str] = (), title: str = "") -> Path:
+    """Grouped bars of per-class IoU in % for several runs (e.g. training ideas side by side).
+
+    Args:
+        runs: run label -> C IoUs in [0, 1] (None or NaN: no pixels; drawn as no bar).
+        names: C class names; small objects get their name in bold.
+        path: output PNG.
+        title: figure title.
+    """
+    if not runs:
+        raise ValueError("no runs to compare")
+    for label, ious in runs.items():
+        if len(ious) != len(names):
+            raise ValueError(f"run {label!r} has {len(ious)} IoUs for {len(names)} classes")
+    positions = np.arange(len(names))
+    width = 0.8 / len(runs)
+    fig = Figure(figsize=(max(6.0, 0.6 * len(names) * max(1, len(runs) / 2) + 2), 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (label, ious) in enumerate(runs.items()):
+        values = np.array([np.nan if v is None else v for v in ious], np.float64) * 100.0
+        bars = ax.bar(positions - 0.4 + width * (i + 0.5), np.nan_to_num(values), width,
+                      label=label)
+        ax.bar_label(bars, fmt="%.0f", fontsize=5, padding=1)
+    ax.set_xticks(positions, names, rotation=60, ha="right", fontsize=8)
+    for tick, name in zip(ax.get_xticklabels(), names):
+        if name in small_objects:
+            tick.set_fontweight("bold")
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylim(0, 125)  # the band above 100 % holds the legend, clear of the bars
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_ylabel("IoU (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", ncol=len(runs), framealpha=0.9)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return save_figure(fig, path)

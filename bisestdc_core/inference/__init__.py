@@ -19,7 +19,7 @@ def __getattr__(name: str):
     # readers stay light (the node's configuration). None of them imports torch: that is
     # .checkpoint_source's, for .pt checkpoints and engine torch (see .importlinter).
     if name in __all__:
-        from . import segmenter  # noqa: PLC0415
+        from bisestdc_core.inference import segmenter  # noqa: PLC0415
 
         return getattr(segmenter, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,8 +10,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from ..model_card import ModelCard
-from ..stage_timings import StageTimings
+from bisestdc_core.classes import ClassSet
+from bisestdc_core.model_card import ModelCard
+from bisestdc_core.stage_timings import StageTimings
 
 
 @dataclass
@@ -43,6 +44,41 @@ class Engine(Protocol):
 
     def infer(self, frame: np.ndarray, channel_order: str, with_confidence: bool) -> EngineOutput:
         """frame: H x W x 3 uint8 in ``channel_order``."""
+        ...
+
+
+class SegmentedFrame(Protocol):
+    """What a `FrameSegmenter` hands back per frame (a Segmenter's SegmentationResult)."""
+
+    @property
+    def labels(self) -> np.ndarray: ...  # H x W uint8 train ids at the frame's size
+
+    @property
+    def confidence(self) -> np.ndarray | None: ...
+
+    @property
+    def timings(self) -> StageTimings: ...
+
+
+class FrameSegmenter(Protocol):
+    """What the ROS node (and its benchmarks) use of a `Segmenter`: the seam where tests inject
+    a stand-in. Results may also carry ``network_labels`` (callers read it with getattr)."""
+
+    @property
+    def engine_name(self) -> str: ...
+
+    @property
+    def precision(self) -> str: ...
+
+    @property
+    def network_size(self) -> tuple[int, int]: ...  # (H, W) the network runs at
+
+    @property
+    def class_set(self) -> ClassSet: ...
+
+    def segment(self, frame: np.ndarray, channel_order: str = "rgb",
+                with_confidence: bool = False) -> SegmentedFrame:
+        """frame: H x W x 3 uint8 in ``channel_order`` (``rgb`` or ``bgr``)."""
         ...
 
 

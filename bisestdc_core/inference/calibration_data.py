@@ -13,13 +13,14 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Protocol
 
 import cv2
 import numpy as np
 
-from ..data.datasets import IMAGE_EXTENSIONS
+from bisestdc_core.data.datasets import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ def frames_from_folder(folder: str | os.PathLike, limit: int) -> Iterator[np.nda
 class BagFrameReader(Protocol):
     """Reads image frames from a topic of a recorded bag.
 
-    Bags are ROS data: the reader comes from the ROS side (``bisestdc_ros.bag_calibration``
-    registers one for the tools it installs), so this package imports nothing of ROS.
+    Bags are ROS data: the reader comes from the ROS side, registered in the
+    :data:`BAG_READER_GROUP` entry-point group (``bisestdc_ros`` registers
+    ``bisestdc_ros.bags.calibration_frames:RosbagFrames``), so this package imports nothing of
+    ROS and every command line of the core reads bags wherever the ROS package is installed.
     """
 
     def count(self, bag: str | os.PathLike, topic: str) -> int:
@@ -68,10 +71,16 @@ class BagFrameReader(Protocol):
         """
 
     def frames(self, bag: str | os.PathLike, topic: str, limit: int) -> Iterator[np.ndarray]:
-        """Up to ``limit`` RGB frames (H x W x 3 uint8) of ``topic``."""
+        """Up to ``limit`` RGB frames (H x W x 3 uint8) of ``topic``.
+
+        Raises:
+            ValueError: the bag cannot be read (named in the message).
+        """
 
 
-# The one registered reader (a list so that registering needs no global statement).
+BAG_READER_GROUP = "bisestdc.bag_frame_readers"
+
+# A reader set in process (tests, embedding programs) wins over the entry points.
 _bag_readers: list[BagFrameReader] = []
 
 
@@ -81,15 +90,19 @@ def register_bag_reader(reader: BagFrameReader) -> None:
 
 
 def bag_reader() -> BagFrameReader:
-    """The registered bag reader.
+    """The registered bag reader: one set in process, else the first of the entry-point group.
 
     Raises:
         ValueError: none is registered (this package alone cannot read bags).
     """
     if not _bag_readers:
-        raise ValueError("calibration frames from a bag need the ROS tools' bag reader: run "
-                         "bisestdc-quantize or bisestdc-export (bisestdc_ros), or give "
-                         "an image folder")
+        for entry in sorted(entry_points(group=BAG_READER_GROUP), key=lambda e: e.name):
+            _bag_readers.append(entry.load()())
+            break
+    if not _bag_readers:
+        raise ValueError("calibration frames from a bag need a bag reader (installed with "
+                         f"bisestdc_ros, entry-point group {BAG_READER_GROUP}); give an image "
+                         "folder instead")
     return _bag_readers[-1]
 
 
@@ -155,7 +168,7 @@ def frames_from_synthetic(count: int, height: int, width: int, seed: int = 0
     a deployed network calibrates on its own camera's frames (a folder or a bag).
     """
     # Imported here: the generator is only needed when it is the calibration source.
-    from ..data.synthetic import render_scene
+    from bisestdc_core.data.synthetic import render_scene
 
     for index in range(count):
         yield render_scene(seed, height, width, _SYNTHETIC_KEY, index)[0]

@@ -18,12 +18,17 @@ from typing import Any
 
 import torch
 
-from ..model_card import ModelCard, ModelCardError
-from ..models import MODEL_REGISTRY
-from ..models.checkpoint import PROJECT_FORMAT, CheckpointError, read_file, validate_card
-from . import loading, onnx_export
-from .class_choice import card_with_class_set
-from .model_files import MissingCard
+from bisestdc_core.inference import loading, onnx_export
+from bisestdc_core.inference.class_choice import card_with_class_set
+from bisestdc_core.inference.model_files import MissingCard
+from bisestdc_core.model_card import ModelCard, ModelCardError
+from bisestdc_core.models import MODEL_REGISTRY
+from bisestdc_core.models.checkpoint import (
+    PROJECT_FORMAT,
+    CheckpointError,
+    read_file,
+    validate_card,
+)
 
 
 def cuda_available() -> bool:
@@ -50,7 +55,7 @@ def export_cached(network: Any, card: ModelCard, weights: str | os.PathLike | No
 
 def quantize_cached(onnx_path: str | os.PathLike) -> Path:
     """:func:`.quantize.quantize_cached` (onnxruntime's quantizer; calibration scenes)."""
-    from .quantize import quantize_cached as quantize  # noqa: PLC0415 - only for int8
+    from bisestdc_core.inference.onnxruntime.quantize import quantize_cached as quantize  # noqa: PLC0415 - only for int8
 
     return quantize(onnx_path)
 

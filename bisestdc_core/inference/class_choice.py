@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..classes import CLASS_SETS, ClassSet, get_class_set
-from ..model_card import ModelCard
+from bisestdc_core.classes import CLASS_SETS, ClassSet, get_class_set
+from bisestdc_core.model_card import ModelCard
 
 
 def generic_class_set(num_classes: int) -> ClassSet:

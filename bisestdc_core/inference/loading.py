@@ -1,7 +1,8 @@
-"""Turning a weights argument into a network and its model card (torch).
+"""Turning a weights argument into a network and its model card (torch), and the hash of
+in-memory weights.
 
-The class set of a card (:mod:`.class_choice`) and a file's sha256 (:mod:`.model_files`) are
-torch-free and re-exported here; the runtime of exported models imports them from there.
+A card's class set is :mod:`.class_choice`'s and a file's sha256 :mod:`bisestdc_core.artefacts`'
+(both torch-free, for the runtime of exported models).
 """
 
 from __future__ import annotations
@@ -13,14 +14,8 @@ from pathlib import Path
 
 from torch import nn
 
-from ..model_card import ModelCard
-from ..models import build_model, load_checkpoint_model
-from .class_choice import (  # noqa: F401 - re-exported
-    card_with_class_set,
-    generic_class_set,
-    resolve_class_set,
-)
-from .model_files import file_sha256  # noqa: F401 - re-exported
+from bisestdc_core.model_card import ModelCard
+from bisestdc_core.models import build_model, load_checkpoint_model
 
 log = logging.getLogger(__name__)
 

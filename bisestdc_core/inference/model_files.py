@@ -7,15 +7,14 @@
 * a TensorRT engine has ``<file>.engine.json``: the build's cache key plus the ONNX sidecar it
   was built from (whose card it serves, at the engine's precision and input size).
 
-Sidecars are read and written here only; the card inside goes through
+What a sidecar holds is decided here (where it lies, and the atomic JSON write, are
+:mod:`bisestdc_core.artefacts`); the card inside goes through
 :meth:`ModelCard.from_dict` / :meth:`ModelCard.to_dict`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 import logging
 import os
 from collections.abc import Mapping
@@ -23,14 +22,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..model_card import ModelCard, ModelCardError
+from bisestdc_core.artefacts import (
+    read_json_object,
+    read_json_sidecar,
+    sidecar_path,
+    write_json_sidecar,
+)
+from bisestdc_core.model_card import ModelCard, ModelCardError
 
 log = logging.getLogger(__name__)
 
 ONNX_SIDECAR_FORMAT = "bisestdc-onnx"
 ENGINE_SIDECAR_FORMAT = "bisestdc-tensorrt"
 CHECKPOINT_SOURCE = "bisestdc_core.inference.checkpoint_source"
-_CHUNK = 1 << 20
 
 
 def checkpoint_source() -> ModuleType:
@@ -40,45 +44,9 @@ def checkpoint_source() -> ModuleType:
     return importlib.import_module(CHECKPOINT_SOURCE)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def cache_dir(kind: str) -> Path:
-    """``$BISESTDC_CACHE_DIR/kind``, else ``$XDG_CACHE_HOME/bisestdc/kind`` (~/.cache)."""
-    root = os.environ.get("BISESTDC_CACHE_DIR")
-    if root is None:
-        xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        root = Path(xdg) / "bisestdc"
-    path = Path(root) / kind
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 class MissingCard(ModelCardError):
     """A readable model file that carries no card (a seed checkpoint, a graph without its
     sidecar): callers may describe it from their own options instead."""
-
-
-def sidecar_path(model_path: str | os.PathLike) -> Path:
-    """``model.onnx`` -> ``model.onnx.json`` (engines alike: ``x.engine`` -> ``x.engine.json``)."""
-    model_path = Path(model_path)
-    return model_path.with_name(model_path.name + ".json")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelCardError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ModelCardError(f"{path}: not a sidecar (found {type(data).__name__})")
-    return data
 
 
 def read_sidecar(onnx_path: str | os.PathLike) -> dict[str, Any] | None:
@@ -87,20 +55,18 @@ def read_sidecar(onnx_path: str | os.PathLike) -> dict[str, Any] | None:
     Raises:
         ModelCardError: the sidecar exists but is not valid JSON of this format.
     """
-    path = sidecar_path(onnx_path)
-    if not path.is_file():
-        return None
-    data = _read_json(path)
-    if data.get("format") != ONNX_SIDECAR_FORMAT:
-        raise ModelCardError(f"{path}: not a {ONNX_SIDECAR_FORMAT} sidecar")
+    data = read_json_sidecar(onnx_path, ModelCardError)
+    if data is not None and data.get("format") != ONNX_SIDECAR_FORMAT:
+        raise ModelCardError(f"{sidecar_path(onnx_path)}: not a {ONNX_SIDECAR_FORMAT} sidecar")
     return data
 
 
 def write_sidecar(model_path: str | os.PathLike, record: Mapping[str, Any],
                   card: ModelCard) -> dict[str, Any]:
-    """Write ``<model_path>.json``: the file's record with the card's keys; returns the dict."""
+    """Write ``<model_path>.json`` (atomically): the file's record with the card's keys;
+    returns the dict."""
     data = {**record, **card.to_dict()}
-    sidecar_path(model_path).write_text(json.dumps(data, indent=2) + "\n")
+    write_json_sidecar(model_path, data)
     return data
 
 
@@ -116,15 +82,13 @@ def onnx_card(onnx_path: str | os.PathLike) -> ModelCard | None:
 
 def read_engine_sidecar(engine_path: str | os.PathLike) -> dict[str, Any] | None:
     """A TensorRT engine's sidecar, or None when it is missing or unreadable (a stale cache)."""
-    path = sidecar_path(engine_path)
-    if not path.is_file():
-        return None
     try:
-        data = _read_json(path)
+        data = read_json_sidecar(engine_path, ModelCardError)
     except ModelCardError:
-        log.warning("%s: unreadable engine sidecar, treating the engine as stale", path)
+        log.warning("%s: unreadable engine sidecar, treating the engine as stale",
+                    sidecar_path(engine_path))
         return None
-    return data if data.get("format") == ENGINE_SIDECAR_FORMAT else None
+    return data if data is not None and data.get("format") == ENGINE_SIDECAR_FORMAT else None
 
 
 def write_engine_sidecar(engine_path: str | os.PathLike, key: Mapping[str, Any],
@@ -140,7 +104,7 @@ def write_engine_sidecar(engine_path: str | os.PathLike, key: Mapping[str, Any],
         raise ModelCardError(f"{onnx_path}: no sidecar ({sidecar_path(onnx_path).name})")
     data = {"format": ENGINE_SIDECAR_FORMAT, **key, "onnx": onnx_sidecar,
             "onnx_path": str(onnx_path)}
-    sidecar_path(engine_path).write_text(json.dumps(data, indent=2) + "\n")
+    write_json_sidecar(engine_path, data)
     return data
 
 
@@ -175,7 +139,7 @@ def describe(path: str | os.PathLike) -> ModelCard:
         raise ModelCardError(f"{path}: no such model file")
     side = sidecar_path(path)
     if side.is_file():
-        data = _read_json(side)
+        data = read_json_object(side, ModelCardError)
         if data.get("format") == ONNX_SIDECAR_FORMAT:
             return ModelCard.from_dict(data, side)
         if data.get("format") == ENGINE_SIDECAR_FORMAT:

@@ -31,24 +31,23 @@ import onnx
 import torch
 from torch import nn
 
-from ..model_card import ModelCard
-from ..safe_files import atomic_path, remove_stale_temps
-from .loading import state_dict_sha256
-from .model_files import (  # noqa: F401 - cache_dir re-exported
-    ONNX_SIDECAR_FORMAT,
+from bisestdc_core.artefacts import (
+    atomic_path,
     cache_dir,
     file_sha256,
-    read_sidecar,
+    remove_stale_temps,
     sidecar_path,
-    write_sidecar,
 )
-from .processing import DEFAULT_NETWORK_SIZE, check_channel_order
-from .torch_processing import (
+from bisestdc_core.inference.loading import state_dict_sha256
+from bisestdc_core.inference.model_files import ONNX_SIDECAR_FORMAT, read_sidecar, write_sidecar
+from bisestdc_core.inference.processing import DEFAULT_NETWORK_SIZE, check_channel_order
+from bisestdc_core.inference.torch_processing import (
     Preprocess,
     confidence_from_logits,
     labels_from_logits,
     resize_nearest,
 )
+from bisestdc_core.model_card import ModelCard
 
 log = logging.getLogger(__name__)
 

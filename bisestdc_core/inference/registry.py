@@ -1,17 +1,19 @@
 """The inference engines: each name, what it runs and where its code lives, defined once.
 
 An engine registers an :class:`EngineSpec`: its name, the precisions and devices it runs, and
-the module that holds its code. That module defines two functions, imported only when the
+the module that holds its code. That module defines three functions, imported only when the
 engine is considered (so this registry imports neither torch nor onnxruntime nor TensorRT, and
 the ROS node's configuration can read it):
 
 * ``unavailable_reason(request: EngineRequest) -> str | None``: why the engine cannot serve
   this request here (None: it can);
-* ``build(request: EngineRequest) -> Engine``: the engine.
+* ``build(request: EngineRequest) -> Engine``: the engine;
+* ``status() -> str``: one line on whether it can run here at all (logs, ``--help``).
 
 ``engine="auto"`` tries the engines in registration order. Adding an engine is its module plus
-one :func:`register_engine` line below; the command lines (``cli_args``), the Segmenter and the
-node's parameter validation take their choices from here.
+one :func:`register_engine` line below; the command lines
+(:mod:`bisestdc_core.cli.model_options`), the Segmenter and the node's parameter validation
+take their choices from here.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..model_card import PRECISIONS, ModelCard
+from bisestdc_core.model_card import PRECISIONS, ModelCard
 
 if TYPE_CHECKING:
-    from .base import Engine
-    from .calibration_data import CalibrationSource
+    from bisestdc_core.inference.base import Engine
+    from bisestdc_core.inference.calibration_data import CalibrationSource
 
 __all__ = ["AUTO", "ENGINES", "ENGINE_CHOICES", "ENGINE_NAMES", "PRECISIONS", "EngineRequest",
            "EngineSpec", "register_engine", "engine_spec"]
@@ -46,6 +48,9 @@ class EngineRequest:
         network_size: (H, W) asked for, None: the card's.
         model_name, num_classes: describe seed checkpoints and random networks.
         scratch_dir: where exports of networks no file describes go (None: the cache).
+        tensorrt: the TensorRT engine's build and run options, a
+            :class:`bisestdc_core.inference.tensorrt.options.TensorRTOptions` (None: the
+            defaults); typed ``Any`` because the engines import the registry, not the reverse.
     """
 
     weights: str | os.PathLike | None
@@ -60,6 +65,7 @@ class EngineRequest:
     calibration: CalibrationSource | None = None
     calib_cache: str | os.PathLike | None = None
     scratch_dir: Path | None = None
+    tensorrt: Any = None
     _network: tuple[Any, ModelCard] | None = field(default=None, repr=False)
 
     @property
@@ -75,8 +81,8 @@ class EngineRequest:
         card, with the network size this request runs at; loaded once, whichever engines ask.
         Loads torch (through :mod:`.checkpoint_source`, by name)."""
         if self._network is None:
-            from .model_files import checkpoint_source  # noqa: PLC0415
-            from .processing import DEFAULT_NETWORK_SIZE  # noqa: PLC0415
+            from bisestdc_core.inference.model_files import checkpoint_source  # noqa: PLC0415
+            from bisestdc_core.inference.processing import DEFAULT_NETWORK_SIZE  # noqa: PLC0415
 
             model, card = checkpoint_source().load_network(self.weights, self.model_name,
                                                            self.num_classes)
@@ -140,11 +146,11 @@ def register_engine(spec: EngineSpec) -> None:
 
 # The order is ``auto``'s preference.
 register_engine(EngineSpec("tensorrt", ("fp16", "fp32", "int8"), ("cuda",),
-                           "bisestdc_core.inference.tensorrt_engine", fallible_build=True))
+                           "bisestdc_core.inference.tensorrt.factory", fallible_build=True))
 register_engine(EngineSpec("torch", ("fp32", "fp16", "bf16"), ("cpu", "cuda"),
                            "bisestdc_core.inference.torch_engine", needs_weights=True))
 register_engine(EngineSpec("onnxruntime", ("fp32", "fp16", "int8"), ("cpu", "cuda"),
-                           "bisestdc_core.inference.onnxruntime_factory"))
+                           "bisestdc_core.inference.onnxruntime.factory"))
 
 ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
 ENGINE_CHOICES: tuple[str, ...] = (AUTO, *ENGINE_NAMES)

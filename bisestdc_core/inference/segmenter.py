@@ -2,8 +2,11 @@
 
 Engines (registered in :mod:`.registry`; see :func:`available_engines`):
 
-* ``tensorrt``: a prebuilt engine (``engine_path``) or one built from ``onnx`` into the cache
-  (fp16/fp32/int8); needs TensorRT + pycuda and a CUDA device.
+* ``tensorrt``: a prebuilt engine (``engine_path``) or one built into the cache from ``onnx``
+  or, asked for by name, from ``weights`` (fp16/fp32/int8; int8 from a QDQ graph by default);
+  never from random weights; needs TensorRT + pycuda and a CUDA device. Its build and run
+  options (timing cache, DLA core, CUDA graph, zero-copy, layer profile) are
+  ``tensorrt_options``.
 * ``torch``: the network from ``weights`` on CUDA (fp16/fp32, BN folded, channels-last,
   CUDA graphs per frame size) or CPU (fp32, or bf16 on CPUs with bf16 instructions).
 * ``onnxruntime``: an exported graph (``onnx``), or one exported on the fly from ``weights``
@@ -34,16 +37,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classes import ClassSet
-from ..model_card import PRECISIONS, ModelCard
-from ..stage_timings import StageTimings
-from .base import Engine
-from .calibration_data import CalibrationSource
-from .class_choice import resolve_class_set
-from .cuda_probe import cuda_available
-from .model_files import checkpoint_source
-from .processing import check_channel_order
-from .registry import AUTO, ENGINE_NAMES, ENGINES, EngineRequest, engine_spec
+from bisestdc_core.classes import ClassSet
+from bisestdc_core.inference.base import Engine
+from bisestdc_core.inference.calibration_data import CalibrationSource
+from bisestdc_core.inference.class_choice import resolve_class_set
+from bisestdc_core.inference.cuda_probe import cuda_available
+from bisestdc_core.inference.model_files import checkpoint_source
+from bisestdc_core.inference.processing import check_channel_order
+from bisestdc_core.inference.registry import AUTO, ENGINE_NAMES, ENGINES, EngineRequest, engine_spec
+from bisestdc_core.inference.tensorrt.options import TensorRTOptions
+from bisestdc_core.model_card import PRECISIONS, ModelCard
+from bisestdc_core.stage_timings import StageTimings
 
 log = logging.getLogger(__name__)
 
@@ -125,17 +129,23 @@ class Segmenter:
     Args:
         weights: project or seed checkpoint (None with no ``onnx``/``engine_path``: random
             weights, for latency measurements only).
-        onnx: an exported graph (see :mod:`bisestdc_core.export`).
+        onnx: an exported graph (see :mod:`bisestdc_core.cli.export`).
         engine_path: a prebuilt TensorRT engine (with its ``.json`` sidecar).
         engine: ``auto`` or a registered engine name (:mod:`.registry`).
         device: ``auto``, ``cpu`` or ``cuda[:i]``.
         precision: ``fp32``, ``fp16`` (CUDA engines), ``bf16`` (torch on CPU) or ``int8``
-            (TensorRT, ONNX Runtime). TensorRT int8 needs a prebuilt ``engine_path``, an
-            explicitly quantized (QDQ) ``onnx``, a ``calibration`` source or an existing
-            ``calib_cache``; anything else is refused here, and a given source is validated
-            here, before any engine is built.
+            (TensorRT, ONNX Runtime). TensorRT int8 builds from an explicitly quantized (QDQ)
+            graph by default: the given ``onnx`` if it is one, else one quantized for TensorRT
+            from ``calibration`` (or, for ``weights``, generated scenes); implicit calibration
+            (``calibration`` or an existing ``calib_cache``) only with ``int8_calibration:
+            implicit``. Anything else is refused here, and a given source is validated here,
+            before any engine is built.
         calibration: int8 calibration frames (image folder, or bag and topic).
-        calib_cache: int8 calibration cache file (read if present, written after calibrating).
+        calib_cache: int8 calibration cache file (read if present, written after calibrating;
+            ``int8_calibration: implicit`` only).
+        tensorrt_options: the TensorRT engine's build and run options (workspace, timing
+            cache, DLA core, int8 calibration way, CUDA graph, zero-copy, layer profile; see
+            :class:`.tensorrt.options.TensorRTOptions`); ignored by the other engines.
         network_size: (H, W) the network runs at; default: the checkpoint's / ONNX's, else
             (512, 1024).
         model_name, num_classes: describe seed checkpoints and random networks.
@@ -154,6 +164,7 @@ class Segmenter:
         num_classes: int = 19, class_set: ClassSet | str | None = None,
         calibration: CalibrationSource | None = None,
         calib_cache: str | os.PathLike | None = None,
+        tensorrt_options: TensorRTOptions | None = None,
     ):
         if engine != AUTO:
             engine_spec(engine)  # an unknown name fails here, naming the known ones
@@ -165,10 +176,11 @@ class Segmenter:
         # TensorRT int8 needs its scales from somewhere, checked before minutes of building.
         # ONNX Runtime asked for by name may quantize the weights' export itself (generated
         # calibration scenes, with a warning); a QDQ graph carries its own scales.
+        tensorrt_options = tensorrt_options or TensorRTOptions()
         if precision == "int8" and engine_path is None and engine != "onnxruntime":
-            from .tensorrt_engine import int8_mode  # noqa: PLC0415
+            from bisestdc_core.inference.tensorrt.calibration import int8_mode  # noqa: PLC0415
 
-            int8_mode(onnx, calibration, calib_cache)
+            int8_mode(onnx, calibration, calib_cache, tensorrt_options.int8_calibration)
         self._lock = threading.Lock()
         # Exports of random networks go to a folder that lives as long as this Segmenter: no
         # later run could reuse them, so they must not pile up in the persistent cache.
@@ -181,7 +193,7 @@ class Segmenter:
                 onnx is None and engine_path is None)),
             precision=precision, network_size=requested_size,
             model_name=model_name, num_classes=num_classes, calibration=calibration,
-            calib_cache=calib_cache,
+            calib_cache=calib_cache, tensorrt=tensorrt_options,
             scratch_dir=Path(self._scratch.name) if self._scratch is not None else None)
         self._engine: Engine = _choose(request)
         if requested_size and tuple(self._engine.network_size) != requested_size:
@@ -192,6 +204,8 @@ class Segmenter:
         self.engine_name: str = self._engine.name
         self.precision: str = self._engine.precision
         self.device = self._engine.device
+        # The serialised engine file, for engines that have one (TensorRT; build_only logs it).
+        self.engine_path: Path | None = getattr(self._engine, "engine_path", None)
         self.network_size: tuple[int, int] = tuple(self._engine.network_size)
         self.class_set: ClassSet = resolve_class_set(
             class_set, self.card.class_set, self.card.num_classes)

@@ -30,20 +30,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..model_card import ModelCard
-from ..stage_timings import StageTimings
-from .base import EngineOutput
-from .bn_fold import fold_batchnorm
-from .processing import DEFAULT_NETWORK_SIZE, check_channel_order
-from .torch_processing import (
+from bisestdc_core.inference.base import EngineOutput
+from bisestdc_core.inference.bn_fold import fold_batchnorm
+from bisestdc_core.inference.processing import DEFAULT_NETWORK_SIZE, check_channel_order
+from bisestdc_core.inference.torch_processing import (
     Preprocess,
     confidence_from_logits,
     labels_from_logits,
     resize_nearest,
 )
+from bisestdc_core.model_card import ModelCard
+from bisestdc_core.stage_timings import StageTimings
 
 if TYPE_CHECKING:
-    from .registry import EngineRequest
+    from bisestdc_core.inference.registry import EngineRequest
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..normalization import IMAGENET_MEAN, IMAGENET_STD
-from .processing import check_channel_order
+from bisestdc_core.inference.processing import check_channel_order
+from bisestdc_core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 
 class Preprocess(nn.Module):

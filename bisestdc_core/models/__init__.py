@@ -11,8 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from ..normalization import IMAGENET_MEAN, IMAGENET_STD
-from .checkpoint import (
+from bisestdc_core.models.checkpoint import (
     PROJECT_FORMAT,
     CheckpointError,
     load_backbone_weights,
@@ -23,8 +22,9 @@ from .checkpoint import (
     save_checkpoint,
     validate_card,
 )
-from .registry import MODEL_REGISTRY
-from .segmentation import SegmentationNetwork, SegOutputs
+from bisestdc_core.models.registry import MODEL_REGISTRY
+from bisestdc_core.models.segmentation import SegmentationNetwork, SegOutputs
+from bisestdc_core.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "MODEL_REGISTRY", "SegmentationNetwork", "SegOutputs", "CheckpointError", "build_model",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import CatBottleneck, ConvX, FeatureFusionModule
+from bisestdc_core.models.layers import CatBottleneck, ConvX, FeatureFusionModule
 
 STDC1_LAYERS = (2, 2, 2)
 STDC2_LAYERS = (4, 5, 3)

@@ -30,11 +30,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..model_card import ModelCard, ModelCardError
-from ..normalization import IMAGENET_MEAN, IMAGENET_STD
-from ..safe_files import atomic_path, require_regular_file
-from .registry import MODEL_REGISTRY
-from .seed_keys import is_seed_state_dict
+from bisestdc_core.artefacts import atomic_path
+from bisestdc_core.model_card import ModelCard, ModelCardError
+from bisestdc_core.models.registry import MODEL_REGISTRY
+from bisestdc_core.models.seed_keys import is_seed_state_dict
+from bisestdc_core.normalization import IMAGENET_MEAN, IMAGENET_STD
+from bisestdc_core.safe_files import require_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
 
     A crash at any moment leaves either the old file or the new one, never half a file; the
     temp file's name (``.NAME.PID.RANDOM.tmp``) lets a later run remove it
-    (:func:`bisestdc_core.safe_files.remove_stale_temps`).
+    (:func:`bisestdc_core.artefacts.remove_stale_temps`).
     """
     with atomic_path(path, CHECKPOINT_MODE) as tmp, open(tmp, "wb") as f:
         torch.save(obj, f)

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .seed_keys import SeedKeyMap
-from .segmentation import BISESTDC_SEG, STDC1_SEG, STDC2_SEG, NetworkSpec, SegmentationNetwork
+from bisestdc_core.models.seed_keys import SeedKeyMap
+from bisestdc_core.models.segmentation import (
+    BISESTDC_SEG,
+    STDC1_SEG,
+    STDC2_SEG,
+    NetworkSpec,
+    SegmentationNetwork,
+)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import STDC1_LAYERS, STDC2_LAYERS, TAP_STRIDES, BiSeSTDCBackbone, STDCNet
-from .layers import (
+from bisestdc_core.models.backbones import (
+    STDC1_LAYERS,
+    STDC2_LAYERS,
+    TAP_STRIDES,
+    BiSeSTDCBackbone,
+    STDCNet,
+)
+from bisestdc_core.models.layers import (
     AttentionRefinementModule,
     ConvBNReLU,
     FeatureFusionModule,

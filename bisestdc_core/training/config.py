@@ -24,8 +24,10 @@ from typing import Any
 
 import yaml
 
+from bisestdc_core.artefacts import atomic_write_text
 from bisestdc_core.classes import MAX_CLASSES
-from bisestdc_core.command_line import UsageError, one_line
+from bisestdc_core.data.registry import TRAINABLE_DATASETS
+from bisestdc_core.errors import UsageError, one_line
 from bisestdc_core.models import MODEL_REGISTRY
 from bisestdc_core.safe_files import check_text_limits, read_limited_yaml
 
@@ -94,7 +96,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "cityscapes"  # cityscapes | camvid | synthetic (labelled splits)
+    dataset: str = "cityscapes"  # one of data.registry.TRAINABLE_DATASETS (labelled splits)
     root: str = text("data/cityscapes")
     train_split: str = text("train")
     val_split: str = text("val")
@@ -131,6 +133,9 @@ class LossConfig:
     ohem_min_kept_ratio: float = bounded(0.0625, "1/16 of batch*H*W", ge=0, le=1)
     aux_weight: float = bounded(0.3, ge=0, le=100)
     detail_weight: float = bounded(1.0, ge=0, le=100)
+    # One weight per class for the OHEM cross-entropy of every head (empty: unweighted), e.g.
+    # softened inverse frequencies that make thin, rare classes count more.
+    class_weights: list[float] = bounded([], "per-class cross-entropy weights", ge=0, le=100)
 
 
 @dataclass
@@ -163,8 +168,8 @@ SECTIONS = ("model", "data", "optim", "loss", "train")
 
 CHOICES = {
     ("model", "name"): tuple(MODEL_REGISTRY),
-    # No "folder": an image folder has no splits, so training and validation would coincide.
-    ("data", "dataset"): ("cityscapes", "camvid", "synthetic"),
+    # Only datasets with labelled splits: training and validation must not coincide.
+    ("data", "dataset"): TRAINABLE_DATASETS,
     ("train", "amp"): ("none", "bf16", "fp16"),
     ("train", "device"): ("auto", "cpu", "cuda"),
 }
@@ -273,6 +278,12 @@ def _validate(cfg: Config, source: str) -> None:
     if cfg.optim.warmup_start_lr > cfg.optim.lr:
         raise ConfigError(f"{source}: 'optim.warmup_start_lr' ({cfg.optim.warmup_start_lr:g}) "
                           f"must not exceed 'optim.lr' ({cfg.optim.lr:g})")
+    weights = cfg.loss.class_weights
+    if weights and len(weights) != cfg.model.num_classes:
+        raise ConfigError(f"{source}: 'loss.class_weights' has {len(weights)} values for "
+                          f"'model.num_classes' {cfg.model.num_classes}")
+    if weights and not any(weights):
+        raise ConfigError(f"{source}: 'loss.class_weights' are all 0 (nothing would be learnt)")
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -376,4 +387,5 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 
 
 def dump_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write ``cfg`` as YAML (atomically: a resumed run never reads half a config)."""
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -15,10 +15,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from bisestdc_core.data.datasets import build_dataset
+from bisestdc_core.data.registry import build_dataset
 from bisestdc_core.data.transforms import build_train_transforms
-
-from .config import Config
+from bisestdc_core.training.config import Config
 
 
 class SeededSamples(Dataset):

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from bisestdc_core.command_line import require_cuda_message
-
-from .config import ConfigError
+from bisestdc_core.errors import require_cuda_message
+from bisestdc_core.training.config import ConfigError
 
 
 @dataclass

@@ -6,8 +6,7 @@ import torch
 from torch import nn
 
 from bisestdc_core.models.layers import FeatureFusionModule, SegHead
-
-from .config import OptimConfig
+from bisestdc_core.training.config import OptimConfig
 
 
 def is_head_module(module: nn.Module) -> bool:

@@ -5,18 +5,15 @@
 
 Drops the optimiser state, stores tensors in fp16 (half the size; loading casts back to
 fp32) and records the network input size that engines should use by default.
-(``python -m bisestdc_core.training.package_checkpoint`` is the same command.)
+(The command line is :mod:`bisestdc_core.cli.package_checkpoint`.)
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bisestdc_core.command_line import HelpFormatter, add_debug_flag, require_file, run_command
 from bisestdc_core.model_card import check_network_size
 from bisestdc_core.models import load_checkpoint_model, save_checkpoint
 
@@ -43,30 +40,3 @@ def package_checkpoint(source: str | Path, target: str | Path,
     save_checkpoint(target, model, meta["model"], meta["class_set"], half=half,
                     mean=tuple(meta["mean"]), std=tuple(meta["std"]), **extra)
     return meta
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python training/package_checkpoint.py",
-                                     description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("source", type=Path, help="project checkpoint (last.pt, best.pt)")
-    parser.add_argument("target", type=Path, help="file to write")
-    parser.add_argument("--network-size", type=int, nargs=2, metavar=("H", "W"),
-                        help="default network input size for the engines")
-    parser.add_argument("--fp32", action="store_true", help="keep fp32 tensors")
-    add_debug_flag(parser)
-    return run_command(_package, parser.parse_args(argv))
-
-
-def _package(args: argparse.Namespace) -> int:
-    require_file(args.source, "source")
-    if args.target.is_dir():
-        require_file(args.target, "target")
-    meta = package_checkpoint(args.source, args.target, args.network_size, half=not args.fp32)
-    size_mb = args.target.stat().st_size / 1e6
-    print(f"wrote {args.target} ({size_mb:.1f} MB, {meta['model']}, {meta['class_set']})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
-from .files import atomic_write_text
+from bisestdc_core.artefacts import atomic_write_text
+from bisestdc_core.training.config import ConfigError
 
 log = logging.getLogger(__name__)
 

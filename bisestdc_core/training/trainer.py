@@ -28,20 +28,24 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from bisestdc_core.artefacts import atomic_write_text, remove_stale_temps
 from bisestdc_core.data.check import check_split
-from bisestdc_core.data.datasets import build_dataset
+from bisestdc_core.data.registry import build_dataset
 from bisestdc_core.losses import SegLoss
 from bisestdc_core.models import build_model, make_checkpoint
 from bisestdc_core.models.checkpoint import atomic_save, read_file
-from bisestdc_core.safe_files import check_output_dir, remove_stale_temps
-
-from . import distributed
-from .config import Config, ConfigError, dump_config
-from .data import build_train_dataset, build_train_loader
-from .files import atomic_write_text
-from .optim import build_optimizer, check_schedule, lr_at, set_lr
-from .precision import autocast, autocast_dtype, precision_name
-from .resume import check_resume, check_training_checkpoint, cut_history, record_changes
+from bisestdc_core.safe_files import check_output_dir
+from bisestdc_core.training import distributed
+from bisestdc_core.training.config import Config, ConfigError, dump_config
+from bisestdc_core.training.data import build_train_dataset, build_train_loader
+from bisestdc_core.training.optim import build_optimizer, check_schedule, lr_at, set_lr
+from bisestdc_core.training.precision import autocast, autocast_dtype, precision_name
+from bisestdc_core.training.resume import (
+    check_resume,
+    check_training_checkpoint,
+    cut_history,
+    record_changes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +388,7 @@ class Trainer:
         }
         if self.dist.is_main:
             atomic_write_text(self.out_dir / "train_summary.json", json.dumps(summary, indent=2))
-            from .plots import plot_losses
+            from bisestdc_core.training.plots import plot_losses
 
             plot_losses(self.out_dir / "losses.jsonl", self.out_dir / "loss_curve.png")
         return summary

@@ -24,6 +24,9 @@ Frames that cannot be decoded are counted, named and skipped. Everything is writ
 ``latency_timeline.png`` and, with labels, ``per_class_iou.png``. With no drops, live and
 offline runs with the same engine and network size give the same mIoU.
 
+The command line is `bisestdc_ros.cli.bag_eval` (``bisestdc-bag-eval``, ``python -m
+bisestdc_ros.bag_eval``); this package is the evaluation itself.
+
 Examples::
 
     bisestdc-bag-eval --bag recorded_drive --mode offline --weights model.pt --out reports/drive
@@ -31,16 +34,13 @@ Examples::
         --replay both --reliable --out reports/live
 """
 
-from bisestdc_ros.bag_eval.cli import MODES, build_parser, check_args, evaluate, main
 from bisestdc_ros.bag_eval.errors import EvalError
 from bisestdc_ros.bag_eval.live import (
     REPLAY_MODES,
     PassResult,
-    ReplayRecorder,
     replay,
     replay_offsets,
     run_live,
-    to_ros_msg,
     wait_until,
     warm_up,
 )
@@ -48,8 +48,10 @@ from bisestdc_ros.bag_eval.model_card import EvalModel, check_bag_class_set, rea
 from bisestdc_ros.bag_eval.node_args import configure_large_frames, node_command, replay_topic
 from bisestdc_ros.bag_eval.offline import build_segmenter, run_offline
 from bisestdc_ros.bag_eval.plan import DEFAULT_LABELS_TOPIC, BagPlan, inspect_bag
+from bisestdc_ros.bag_eval.recorder import ReplayRecorder, to_ros_msg
 from bisestdc_ros.bag_eval.render import FrameStats, render
 from bisestdc_ros.bag_eval.report import build_report, report_markdown, write_report
+from bisestdc_ros.bag_eval.run import MODES, evaluate
 from bisestdc_ros.bag_eval.scoring import (
     PERCENTILES,
     FrameTiming,
@@ -58,15 +60,15 @@ from bisestdc_ros.bag_eval.scoring import (
     latency_summary,
     sheet_stamps,
 )
-from bisestdc_ros.bag_io import format_stamp
+from bisestdc_ros.bags.messages import format_stamp
 
 __all__ = [
     "DEFAULT_LABELS_TOPIC", "MODES",
     "PERCENTILES", "REPLAY_MODES", "BagPlan", "EvalError", "FrameStats", "FrameTiming",
-    "EvalModel", "PassResult", "ReplayRecorder", "RunResult", "StampMatcher", "build_parser",
-    "build_report", "build_segmenter", "check_args", "check_bag_class_set",
+    "EvalModel", "PassResult", "ReplayRecorder", "RunResult", "StampMatcher",
+    "build_report", "build_segmenter", "check_bag_class_set",
     "configure_large_frames", "evaluate", "format_stamp", "inspect_bag",
-    "latency_summary", "main", "node_command", "read_model_card", "render", "replay",
+    "latency_summary", "node_command", "read_model_card", "render", "replay",
     "replay_offsets", "replay_topic", "report_markdown", "run_live", "run_offline",
     "sheet_stamps", "to_ros_msg",
     "wait_until", "warm_up", "write_report",

@@ -52,7 +52,7 @@ def read_model_card(args: argparse.Namespace) -> EvalModel:
         EvalError: unreadable file or card, unknown class set, or no network size from either
             the card or ``--network-size``.
     """
-    from bisestdc_core.inference.loading import resolve_class_set  # noqa: PLC0415 (torch)
+    from bisestdc_core.inference.class_choice import resolve_class_set  # noqa: PLC0415
 
     path = Path(args.onnx or args.weights)
     kind = "ONNX sidecar" if args.onnx else "checkpoint card"

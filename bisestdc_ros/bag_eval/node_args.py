@@ -1,7 +1,7 @@
 """Live mode's segment_node for a bag and model: its parameters, the topic the frames are
 replayed on, and the Fast DDS large-images profile when the bag's frames need it.
 
-Starting and stopping the node is :mod:`bisestdc_ros.node_process`'s.
+Starting and stopping the node is :mod:`bisestdc_ros.node.process`'s.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import os
 
 from bisestdc_ros.bag_eval.model_card import EvalModel
 from bisestdc_ros.bag_eval.plan import BagPlan
-from bisestdc_ros.bag_io import COMPRESSED_IMAGE
-from bisestdc_ros.node_process import (
+from bisestdc_ros.bags.messages import COMPRESSED_IMAGE
+from bisestdc_ros.node.process import (
     FASTDDS_PROFILE_VARIABLES,
     LARGE_FRAME_BYTES,
     fastdds_profile,
@@ -29,7 +29,7 @@ def replay_topic(plan: BagPlan, args: argparse.Namespace) -> tuple[str, str]:
     The node subscribes ``<topic>/compressed`` for compressed input (image_transport naming),
     so a compressed bag topic is published under that name whatever it was recorded as.
     """
-    from bisestdc_ros.segment_config import input_topic  # noqa: PLC0415
+    from bisestdc_ros.node.config import input_topic  # noqa: PLC0415
 
     base = args.replay_topic or plan.image_topic
     if base.endswith("/compressed"):
@@ -40,7 +40,7 @@ def replay_topic(plan: BagPlan, args: argparse.Namespace) -> tuple[str, str]:
 
 def node_command(plan: BagPlan, args: argparse.Namespace, camera_topic: str,
                  card: EvalModel) -> list[str]:
-    """``python -m bisestdc_ros.segment_node --ros-args ...`` for this bag and model.
+    """``python -m bisestdc_ros.cli.segment_node --ros-args ...`` for this bag and model.
 
     The network size is always passed: the card's (or ``--network-size``), never the node's
     default.

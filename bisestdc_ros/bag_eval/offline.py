@@ -16,13 +16,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bisestdc_core.inference.cli_args import segmenter_from_args
+from bisestdc_core.cli.model_options import segmenter_from_args
 from bisestdc_ros.bag_eval.errors import EvalError
 from bisestdc_ros.bag_eval.model_card import EvalModel
 from bisestdc_ros.bag_eval.plan import BagPlan
 from bisestdc_ros.bag_eval.scoring import FrameTiming, RunResult, StampMatcher
-from bisestdc_ros.bag_io import BagReader, frame_from_msg, labels_from_msg, stamp_ns
-from bisestdc_ros.image_codec import ImageDecodeError
+from bisestdc_ros.bags.messages import frame_from_msg, labels_from_msg, stamp_ns
+from bisestdc_ros.bags.reader import BagReader
+from bisestdc_ros.node.image_codec import ImageDecodeError
 
 log = logging.getLogger(__package__)  # one logger for the tool: "bisestdc_ros.bag_eval"
 

@@ -17,19 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bisestdc_core.classes import ClassSet
-from bisestdc_ros.bag_io import (
+from bisestdc_ros.bags.messages import (
     IMAGE,
     IMAGE_TYPES,
     NS_PER_S,
-    BagError,
-    BagReader,
     format_stamp,
     image_size,
     labels_from_msg,
     stamp_ns,
     wire_bytes,
 )
-from bisestdc_ros.image_codec import ImageDecodeError
+from bisestdc_ros.bags.reader import BagError, BagReader
+from bisestdc_ros.node.image_codec import ImageDecodeError
 
 log = logging.getLogger(__package__)  # one logger for the tool: "bisestdc_ros.bag_eval"
 

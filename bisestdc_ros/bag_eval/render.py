@@ -23,8 +23,9 @@ from bisestdc_core.small_objects import SmallObject, draw_overlay, find_small_ob
 from bisestdc_ros.bag_eval.errors import EvalError
 from bisestdc_ros.bag_eval.plan import BagPlan
 from bisestdc_ros.bag_eval.scoring import RunResult, sheet_stamps
-from bisestdc_ros.bag_io import BagReader, frame_from_msg, labels_from_msg, stamp_ns
-from bisestdc_ros.image_codec import ImageDecodeError, to_bgr
+from bisestdc_ros.bags.messages import frame_from_msg, labels_from_msg, stamp_ns
+from bisestdc_ros.bags.reader import BagReader
+from bisestdc_ros.node.image_codec import ImageDecodeError, to_bgr
 
 log = logging.getLogger(__package__)  # one logger for the tool: "bisestdc_ros.bag_eval"
 

@@ -22,8 +22,8 @@ from bisestdc_core.classes import ClassSet
 from bisestdc_core.evaluation.metrics import ConfusionMatrix
 from bisestdc_core.stage_timings import StageTimings
 from bisestdc_ros.bag_eval.plan import BagPlan
-from bisestdc_ros.bag_io import format_stamp
-from bisestdc_ros.image_codec import ImageDecodeError
+from bisestdc_ros.bags.messages import format_stamp
+from bisestdc_ros.node.image_codec import ImageDecodeError
 
 log = logging.getLogger(__package__)  # one logger for the tool: "bisestdc_ros.bag_eval"
 
