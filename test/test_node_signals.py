@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
+import time
+import weakref
 
 import numpy as np
 import pytest
@@ -25,6 +28,7 @@ from segment_harness import (
     write_test_checkpoint,
 )
 
+from bisestdc_ros.cli import segment_node as segment_node_cli
 from bisestdc_ros.node.process import segment_node_command
 
 pytestmark = pytest.mark.skipif(not engine_available(),
@@ -130,3 +134,34 @@ def test_signal_during_start_up_exits_cleanly(ros_env, tmp_path, test_checkpoint
     assert "segmenting" not in text  # it really was still starting
 
 
+
+
+def test_a_signal_swallowed_inside_a_callback_still_stops_start_up():
+    """A signal whose handler runs inside a callback Python ignores exceptions of (an import
+    lock's weakref callback: seen once in a loaded run, with a traceback in the log and the node
+    starting anyway) is delivered again and stops start-up at the next ordinary bytecode."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    hook = sys.unraisablehook
+    try:
+        signals = segment_node_cli._ShutdownSignals()
+
+        class Resource:
+            pass
+
+        def callback(_ref):
+            signal.raise_signal(signal.SIGTERM)  # its handler runs in here: the raise is lost
+            sum(range(10_000))
+
+        resource = Resource()
+        ref = weakref.ref(resource, callback)
+        with pytest.raises(segment_node_cli._ShutdownRequested, match="SIGTERM"):
+            del resource
+            deadline = time.monotonic() + 5  # the re-delivered signal raises in ordinary code
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+        signals.landed()
+        assert signals.requested.is_set() and ref() is None
+    finally:
+        sys.unraisablehook = hook
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)

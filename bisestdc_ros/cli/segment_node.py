@@ -77,16 +77,41 @@ class _ShutdownSignals:
         self.requested = threading.Event()
         self.requested_at: float | None = None
         self.running = False
+        self._lost: int | None = None  # a signal whose raise was swallowed, until it lands
+        self._landed = threading.Event()
+        self._previous_unraisable_hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        already = self.requested.is_set()
-        if not already:
+        first = not self.requested.is_set()
+        if first:
             self.requested_at = time.monotonic()
         self.requested.set()
-        if not self.running and not already:
+        if not self.running and (first or self._lost is not None):
             raise _ShutdownRequested(signal.Signals(signum).name)
+
+    def landed(self) -> None:
+        """The shutdown exception reached start-up's caller: stop delivering it again."""
+        self._landed.set()
+
+    def _unraisable(self, unraisable: Any) -> None:
+        # A signal whose handler runs inside a callback Python ignores exceptions of (an import
+        # lock's weakref callback, a finaliser) loses the raise, and start-up would go on.
+        # Deliver it again from another thread until the raise lands in ordinary code.
+        if not isinstance(unraisable.exc_value, _ShutdownRequested):
+            self._previous_unraisable_hook(unraisable)
+            return
+        if self._lost is None:
+            name = str(unraisable.exc_value)
+            self._lost = signal.Signals[name] if name in signal.Signals.__members__ \
+                else signal.SIGINT
+            threading.Thread(target=self._redeliver, daemon=True).start()
+
+    def _redeliver(self) -> None:
+        while not self._landed.wait(0.05) and not self.running:
+            os.kill(os.getpid(), self._lost)
 
     @contextlib.contextmanager
     def interruptible(self) -> Iterator[None]:
@@ -117,6 +142,7 @@ def main(args: list[str] | None = None) -> int:
         options = build_parser().parse_args(remove_ros_args(args)[1:])  # --help exits here
         return _run(args, options.managed, signals)
     except _ShutdownRequested:
+        signals.landed()
         return 0  # interrupted before anything needed cleaning up
     finally:
         if as_command:
@@ -163,7 +189,7 @@ def _run(args: list[str], managed: bool, signals: _ShutdownSignals) -> int:
         get_logger(NODE_NAME).fatal(f"cannot start: {error}")
         code = 2
     except (_ShutdownRequested, ExternalShutdownException):
-        pass
+        signals.landed()
     finally:
         signals.running = True  # from here a signal only sets the flag: clean-up runs to the end
         finished = _shut_down(node, signals.deadline())
