@@ -63,6 +63,19 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip_gpu)
+    heavy_files_first(items)
+
+
+def heavy_files_first(items: list) -> None:
+    """Files with the most `slow` and `ros` tests first, each file's tests in their own order:
+    `make test` hands whole files to its workers in this order, and a long end-to-end file
+    started last would leave the other workers idle while it runs."""
+    weight: dict[str, int] = {}
+    for item in items:
+        heavy = item.get_closest_marker("slow") or item.get_closest_marker("ros")
+        weight[item.fspath.strpath] = weight.get(item.fspath.strpath, 0) + (1 if heavy else 0)
+    order = {path: i for i, path in enumerate(dict.fromkeys(i.fspath.strpath for i in items))}
+    items.sort(key=lambda item: (-weight[item.fspath.strpath], order[item.fspath.strpath]))
 
 
 @pytest.fixture(scope="session")
