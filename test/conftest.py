@@ -7,6 +7,7 @@ machine and parallel or successive tests never hear each other.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
@@ -70,12 +71,11 @@ def heavy_files_first(items: list) -> None:
     """Files with the most `slow` and `ros` tests first, each file's tests in their own order:
     `make test` hands whole files to its workers in this order, and a long end-to-end file
     started last would leave the other workers idle while it runs."""
-    weight: dict[str, int] = {}
-    for item in items:
-        heavy = item.get_closest_marker("slow") or item.get_closest_marker("ros")
-        weight[item.fspath.strpath] = weight.get(item.fspath.strpath, 0) + (1 if heavy else 0)
-    order = {path: i for i, path in enumerate(dict.fromkeys(i.fspath.strpath for i in items))}
-    items.sort(key=lambda item: (-weight[item.fspath.strpath], order[item.fspath.strpath]))
+    weight: collections.Counter[Path] = collections.Counter(
+        item.path for item in items
+        if item.get_closest_marker("slow") or item.get_closest_marker("ros"))
+    order = {path: i for i, path in enumerate(dict.fromkeys(item.path for item in items))}
+    items.sort(key=lambda item: (-weight[item.path], order[item.path]))
 
 
 @pytest.fixture(scope="session")
