@@ -93,6 +93,20 @@ def test_weights(request) -> Path:
     return Path(given) if given else request.getfixturevalue("test_checkpoint")
 
 
+@pytest.fixture(scope="session")
+def small_onnx(test_checkpoint, tmp_path_factory) -> Path:
+    """``test_checkpoint`` exported once per session at the network size 128 x 256 the node
+    tests run at (rgb, dynamic input H/W, with the confidence output detections need): the
+    graph a node exports from ``weights:=`` at that size, so a node given ``onnx:=`` starts
+    without importing torch. For tests whose subject is not the checkpoint path."""
+    from bisestdc_core.cli.export import main as export_main
+
+    path = tmp_path_factory.mktemp("small_onnx") / f"{test_checkpoint.stem}_128x256.onnx"
+    assert export_main(["--weights", str(test_checkpoint), "--dynamic", "--confidence",
+                        "--network-size", "128", "256", "--out", str(path)]) == 0
+    return path
+
+
 @pytest.fixture
 def ros_env(monkeypatch) -> dict[str, str]:
     """Environment for one ROS test: private domain id, localhost-only discovery.

@@ -5,6 +5,10 @@ The node runs as a subprocess on the test's private ROS domain (ros_env). With t
 the labels the offline run computed, so the two mIoUs agree exactly whatever the machine's
 load. A recorded drive without labels is inspected live, with a one-hour pause in its
 recording replayed as ``--max-gap``. SIGINT and SIGTERM stop the tool and its node within 2 s.
+
+The closed-loop test starts the node from ``--weights`` (the node exports the checkpoint
+itself) and scores the offline run with the module's ONNX export of the same checkpoint; the
+other tests give the node that export (``--onnx``), so it starts without torch.
 """
 
 from __future__ import annotations
@@ -53,20 +57,35 @@ def weights(request) -> Path:
     return DEMO_WEIGHTS
 
 
+@pytest.fixture(scope="module")
+def onnx(weights, tmp_path_factory) -> Path:
+    """``weights`` exported once for the module at NETWORK_SIZE, as bag-eval and the node
+    export them (rgb, dynamic H/W; an ONNX file's network size is fixed at export)."""
+    from bisestdc_core.cli.export import main as export_main
+
+    path = tmp_path_factory.mktemp("bag_live_onnx") / "demo.onnx"
+    assert export_main(["--weights", str(weights), "--dynamic", "--network-size", *NETWORK_SIZE,
+                        "--out", str(path)]) == 0
+    return path
+
+
 def model_args(weights: Path) -> list[str]:
-    return ["--weights", str(weights), "--engine", "onnxruntime", "--device", "cpu",
+    """--weights or --onnx, by the file's suffix."""
+    kind = "--onnx" if weights.suffix == ".onnx" else "--weights"
+    return [kind, str(weights), "--engine", "onnxruntime", "--device", "cpu",
             "--network-size", *NETWORK_SIZE]
 
 
-def test_closed_loop_replay_matches_offline(ros_env, tmp_path, weights, monkeypatch):
-    # The node subprocess inherits os.environ: private domain (ros_env) and ONNX cache.
+def test_closed_loop_replay_matches_offline(ros_env, tmp_path, weights, onnx, monkeypatch):
+    # The node subprocess inherits os.environ: private domain (ros_env) and an empty ONNX
+    # cache, so the node exports the checkpoint itself.
     monkeypatch.setenv("BISESTDC_CACHE_DIR", str(tmp_path / "cache"))
     bag = tmp_path / "bag"
     assert make_bag.main(["--source", "synthetic", "--frames", str(FRAMES), "--height", "128",
                           "--width", "256", "--rate", "2", "--out", str(bag)]) == 0
     offline_dir = tmp_path / "offline"
     assert bag_eval_cli.main(["--bag", str(bag), "--mode", "offline", "--out", str(offline_dir),
-                          *model_args(weights)]) == 0
+                          *model_args(onnx)]) == 0
     live_dir = tmp_path / "live"
     assert bag_eval_cli.main(["--bag", str(bag), "--mode", "live", "--out", str(live_dir),
                           "--replay", "both", "--startup-timeout", "90", "--idle-timeout", "5",
@@ -118,7 +137,7 @@ def recorded_drive(path: Path, frames: int, pause_after: int, pause_s: float,
             t += round((pause_s if i == pause_after else 1.0 / rate) * NS_PER_S)
 
 
-def test_live_inspects_a_drive_with_a_pause(ros_env, tmp_path, weights, monkeypatch):
+def test_live_inspects_a_drive_with_a_pause(ros_env, tmp_path, onnx, monkeypatch):
     monkeypatch.setenv("BISESTDC_CACHE_DIR", str(tmp_path / "cache"))
     bag = tmp_path / "drive"
     recorded_drive(bag, frames=5, pause_after=2, pause_s=3600.0, broken=4)  # an hour parked
@@ -126,7 +145,7 @@ def test_live_inspects_a_drive_with_a_pause(ros_env, tmp_path, weights, monkeypa
     started = time.monotonic()
     assert bag_eval_cli.main(["--bag", str(bag), "--mode", "live", "--out", str(out),
                           "--max-gap", "0.5", "--reliable", "--startup-timeout", "90",
-                          "--idle-timeout", "5", *model_args(weights)]) == 0
+                          "--idle-timeout", "5", *model_args(onnx)]) == 0
     assert time.monotonic() - started < 600  # far from the hour in the recording
     report = json.loads((out / "report.json").read_text())
     assert report["metrics"] is None and report["frames_in_bag"] == 5
@@ -153,7 +172,7 @@ def pid_alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_signal_stops_bag_eval_and_its_node(ros_env, tmp_path, weights, signum):
+def test_signal_stops_bag_eval_and_its_node(ros_env, tmp_path, onnx, signum):
     env = dict(ros_env, BISESTDC_CACHE_DIR=str(tmp_path / "cache"))
     bag = tmp_path / "bag"
     # 0.2 Hz: the replay spends its time sleeping between frames when the signal comes.
@@ -164,7 +183,7 @@ def test_signal_stops_bag_eval_and_its_node(ros_env, tmp_path, weights, signum):
     with open(log_path, "wb") as log_file:
         tool = subprocess.Popen(
             [sys.executable, "-m", "bisestdc_ros.bag_eval", "--bag", str(bag), "--mode", "live",
-             "--out", str(tmp_path / "out"), "--startup-timeout", "90", *model_args(weights)],
+             "--out", str(tmp_path / "out"), "--startup-timeout", "90", *model_args(onnx)],
             env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180

@@ -318,12 +318,26 @@ def test_stamp_matcher_scores_pairs_in_any_order():
     assert matcher.matrix.matrix[0, 0] == 4 and matcher.matrix.matrix[1, 0] == 4
 
 
+@pytest.fixture(scope="module")
+def direct_miou(weights, tmp_path_factory) -> float:
+    """The mIoU of a Segmenter over the synthetic frames the 4-frame bags hold, computed once:
+    raw and png (lossless) bags carry the same frames."""
+    from bisestdc_core.inference import Segmenter
+
+    with pytest.MonkeyPatch.context() as patch:  # onnx_cache's folder (a function fixture)
+        patch.setenv("BISESTDC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "bisestdc_cache"))
+        segmenter = Segmenter(weights=str(weights), engine="onnxruntime", device="cpu",
+                              network_size=tuple(int(v) for v in NETWORK_SIZE))
+    matrix = ConfusionMatrix(19)
+    for rgb, truth in render_sequence(0, 4, H, W):
+        matrix.update(segmenter.segment(rgb, channel_order="rgb").labels, truth)
+    return matrix.miou()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("image_format", ["raw", "png"])
 def test_offline_report_matches_direct_confusion_matrix(tmp_path, weights, onnx_cache,
-                                                        image_format):
-    from bisestdc_core.inference import Segmenter
-
+                                                        direct_miou, image_format):
     bag = synthetic_bag(tmp_path / "bag", "--image-format", image_format, frames=4)
     out = tmp_path / "report"
     code = bag_eval_cli.main(["--bag", str(bag), "--mode", "offline", "--weights", str(weights),
@@ -341,12 +355,7 @@ def test_offline_report_matches_direct_confusion_matrix(tmp_path, weights, onnx_
         assert report["latency_ms"][stage]["p50"] <= report["latency_ms"][stage]["p99"]
     assert report["throughput_fps"] > 0
 
-    segmenter = Segmenter(weights=str(weights), engine="onnxruntime", device="cpu",
-                          network_size=tuple(int(v) for v in NETWORK_SIZE))
-    matrix = ConfusionMatrix(19)
-    for rgb, truth in render_sequence(0, 4, H, W):
-        matrix.update(segmenter.segment(rgb, channel_order="rgb").labels, truth)
-    assert report["metrics"]["miou"] == pytest.approx(matrix.miou(), abs=1e-12)
+    assert report["metrics"]["miou"] == pytest.approx(direct_miou, abs=1e-12)
     small = report["metrics"]["small_object_iou"]
     assert set(small) == set(CITYSCAPES.small_objects)
     assert "4 scored" in (out / "report.md").read_text()

@@ -31,6 +31,14 @@ def network():
     return build_model("stdc1", 19)
 
 
+@pytest.fixture(scope="module")
+def card_less_checkpoint(network, tmp_path_factory) -> Path:
+    """``network`` saved without card fields, once: the refusals only read it."""
+    ckpt = tmp_path_factory.mktemp("ckpt") / "net.pt"
+    save_checkpoint(ckpt, network, "stdc1", "cityscapes")
+    return ckpt
+
+
 def evaluate_main(*args: str) -> int:
     from bisestdc_core.cli.evaluate import main
 
@@ -78,10 +86,10 @@ def test_card_scale_sources_in_order():
     (["--dataset", "camvid"], "error: --root: "),
 ])
 @pytest.mark.slow
-def test_user_errors_are_one_line_exit_2(args, message, network, val_root, tmp_path, capsys):
-    ckpt = tmp_path / "net.pt"
-    save_checkpoint(ckpt, network, "stdc1", "cityscapes")
-    base = {"--weights": str(ckpt), "--dataset": "synthetic", "--root": str(val_root)}
+def test_user_errors_are_one_line_exit_2(args, message, card_less_checkpoint, val_root, tmp_path,
+                                        capsys):
+    base = {"--weights": str(card_less_checkpoint), "--dataset": "synthetic",
+            "--root": str(val_root)}
     for flag in args[::2]:
         base.pop(flag, None)  # the test's value replaces the default one
     argv = [x for kv in base.items() for x in kv] + args + ["--out", str(tmp_path / "o")]
@@ -106,10 +114,14 @@ def test_not_a_checkpoint_is_one_line_and_debug_shows_traceback(val_root, tmp_pa
 
 @pytest.mark.slow
 def test_help_shows_defaults():
+    """The script as a user runs it: the flags (test_evaluator.py checked these in a second
+    run of the same command) and the defaults its help shows."""
     proc = subprocess.run([sys.executable, "training/evaluate.py", "--help"], cwd=REPO_ROOT,
                           env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--weights", "--scales", "--flip", "--save-predictions", "--dataset"):
+        assert flag in proc.stdout
     text = " ".join(proc.stdout.split())
     for shown in ("dataset layout (default: cityscapes)", "split to evaluate (default: val)",
                   "default: the checkpoint card's eval_scale", "(default: cpu)"
@@ -117,14 +129,14 @@ def test_help_shows_defaults():
         assert shown in text, shown
 
 
-@pytest.mark.slow
-def test_gpu_benchmark_refuses_on_cpu_with_the_reason(tmp_path):
+def test_gpu_benchmark_refuses_on_cpu_with_the_reason(tmp_path, capsys):
+    """Its main() in this process (a second interpreter importing torch only to print the
+    refusal cost seconds): exit status 2, one line, nothing written."""
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.camvid_gpu", "--work-dir",
-                           str(tmp_path / "w"), "--out", str(tmp_path / "o")], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    err = proc.stderr.strip()
+    from benchmarks import camvid_gpu
+
+    assert camvid_gpu.main(["--work-dir", str(tmp_path / "w"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
     assert err.splitlines() == [err] and "needs a CUDA GPU but" in err
     assert not (tmp_path / "w").exists() and not (tmp_path / "o").exists()

@@ -1,4 +1,4 @@
-"""ONNX export with in-graph pre/post-processing; agreement with PyTorch; torch.compile."""
+"""ONNX export with in-graph pre/post-processing; agreement with PyTorch; the export CLI."""
 
 from __future__ import annotations
 
@@ -34,15 +34,30 @@ def _export(model, path, **kw):
     return export_graph(model, path, **kw)
 
 
+# Exports that several tests only read, made once for the module (about a second each).
+@pytest.fixture(scope="module")
+def fixed_confidence(model, tmp_path_factory):
+    """(path, card) of the fixed-size RGB export with a confidence output."""
+    path = tmp_path_factory.mktemp("fixed") / "m.onnx"
+    return path, _export(model, path, confidence=True)
+
+
+@pytest.fixture(scope="module")
+def dynamic(model, tmp_path_factory):
+    """The dynamic-size RGB export, labels at the network size."""
+    path = tmp_path_factory.mktemp("dynamic") / "dyn_net.onnx"
+    _export(model, path, dynamic=True)
+    return path
+
+
 def _run(path, frame):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {"image": frame[None]})
 
 
 @pytest.mark.slow
-def test_fixed_export_checker_dtype_shape_and_sidecar(model, tmp_path):
-    path = tmp_path / "m.onnx"
-    card = _export(model, path, confidence=True)
+def test_fixed_export_checker_dtype_shape_and_sidecar(fixed_confidence):
+    path, card = fixed_confidence
     onnx.checker.check_model(str(path))
     graph = onnx.load(str(path)).graph
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
@@ -59,16 +74,14 @@ def test_fixed_export_checker_dtype_shape_and_sidecar(model, tmp_path):
 
 
 @pytest.mark.slow
-def test_dynamic_export_labels_at_input_size(model, tmp_path):
+def test_dynamic_export_labels_at_input_size(model, dynamic, tmp_path):
     path = tmp_path / "dyn.onnx"
     _export(model, path, dynamic=True, labels_at_input_size=True)
     frame = realistic_frames(1, 100, 180)[0]
     (labels,) = _run(path, frame)
     assert labels.shape == (1, 100, 180) and labels.dtype == np.uint8
     # Same frame through a network-size-output export, nearest-resized: the same labels.
-    path2 = tmp_path / "dyn_net.onnx"
-    _export(model, path2, dynamic=True)
-    (small,) = _run(path2, frame)
+    (small,) = _run(dynamic, frame)
     assert small.shape == (1, *SMALL)
     resized = torch.nn.functional.interpolate(
         torch.from_numpy(small)[:, None].float(), size=(100, 180), mode="nearest")
@@ -76,21 +89,23 @@ def test_dynamic_export_labels_at_input_size(model, tmp_path):
 
 
 @pytest.mark.slow
-def test_rgb_and_bgr_exports_agree(model, tmp_path):
-    _export(model, tmp_path / "rgb.onnx")
-    _export(model, tmp_path / "bgr.onnx", channel_order="bgr")
+def test_rgb_and_bgr_exports_agree(model, fixed_confidence, tmp_path):
+    """The BGR export of the module's RGB one (both with confidence): labels and confidence
+    alike on the flipped frame."""
+    rgb_path, _ = fixed_confidence
+    _export(model, tmp_path / "bgr.onnx", channel_order="bgr", confidence=True)
     frame = realistic_frames(1, seed=3)[0]
-    (rgb,) = _run(tmp_path / "rgb.onnx", frame)
-    (bgr,) = _run(tmp_path / "bgr.onnx", np.ascontiguousarray(frame[..., ::-1]))
-    assert np.array_equal(rgb, bgr)
-    (wrong,) = _run(tmp_path / "bgr.onnx", frame)  # not flipped: a different image
-    assert not np.array_equal(rgb, wrong)
+    rgb = _run(rgb_path, frame)
+    bgr = _run(tmp_path / "bgr.onnx", np.ascontiguousarray(frame[..., ::-1]))
+    assert len(rgb) == len(bgr) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(rgb, bgr))
+    wrong = _run(tmp_path / "bgr.onnx", frame)  # not flipped: a different image
+    assert not np.array_equal(rgb[0], wrong[0])
 
 
 @pytest.mark.slow
-def test_onnxruntime_agrees_with_torch_fp32(model, tmp_path):
-    path = tmp_path / "m.onnx"
-    _export(model, path, dynamic=True)
+def test_onnxruntime_agrees_with_torch_fp32(model, dynamic):
+    path = dynamic
     engine = TorchEngine(model, cityscapes_card("stdc1"), device="cpu")
     frames = realistic_frames(6, seed=7) + realistic_frames(2, 96, 200, seed=8)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

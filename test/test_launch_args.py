@@ -245,12 +245,14 @@ def test_config_file_is_a_ros_parameter_file():
 @pytest.mark.slow
 @pytest.mark.skipif(not engine_available(), reason="bisestdc_core.inference is not available")
 def test_node_started_with_the_launch_mapping_behaves_as_configured(
-    rclpy_context, ros_env, tmp_path, test_checkpoint
+    rclpy_context, ros_env, tmp_path, small_onnx
 ):
     launch = load_launch_module()
-    weights = test_checkpoint
-    args = {"image_topics": "/cam_a/image_raw,/cam_b/image_raw", "engine": "torch",
-            "weights": str(weights), "large_images": "true"}
+    # The test checkpoint exported (small_onnx): the subject is the mapping, and a node given
+    # onnx:= starts without torch (weights:= with engine:=torch through `ros2 launch`:
+    # test_ros_cli).
+    args = {"image_topics": "/cam_a/image_raw,/cam_b/image_raw", "engine": "onnxruntime",
+            "onnx": str(small_onnx), "large_images": "true"}
     ros_args = launch.ros_arguments(args) + [
         "-p", "model_name:=stdc1", "-p", "device:=cpu", "-p", "network_height:=128",
         "-p", "network_width:=256", "-p", "diagnostics_period:=0.5",
@@ -272,7 +274,7 @@ def test_node_started_with_the_launch_mapping_behaves_as_configured(
             lambda: [m.status[0] for m in probe_a.messages("diagnostics") if m.status],
             what="/diagnostics",
         )[-1]
-        assert kv(status)["engine"] == "torch"
+        assert kv(status)["engine"] == "onnxruntime"
         assert kv(status)["cameras"] == "2"
         assert process.poll() is None
     finally:

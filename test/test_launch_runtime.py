@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,6 @@ import rclpy
 import yaml
 from ros_overlay import require_installed_package, require_ros_tools
 from segment_harness import (
-    REPO_ROOT,
     TIMEOUT,
     Probe,
     Spinner,
@@ -71,8 +69,11 @@ def ended_cleanly(code: int, log: str) -> None:
     assert "Caught exception" not in log and "Traceback" not in log, log
 
 
-def test_deployment_arguments_reach_the_node(launch_env, rclpy_context, tmp_path):
-    arguments = [*SMALL, "engine:=onnxruntime", "precision:=fp32", "image_topics:=cam_t/image_raw",
+def test_deployment_arguments_reach_the_node(launch_env, rclpy_context, tmp_path, small_onnx):
+    # onnx:= (the test checkpoint exported, small_onnx) is a deployment argument too, and the
+    # node starts without torch.
+    arguments = [*SMALL, "engine:=onnxruntime", f"onnx:={small_onnx}", "precision:=fp32",
+                 "image_topics:=cam_t/image_raw",
                  "input_type:=compressed", "qos:=reliable", "use_sim_time:=true",
                  "log_level:=debug"]
     log = tmp_path / "launch.log"
@@ -82,15 +83,18 @@ def test_deployment_arguments_reach_the_node(launch_env, rclpy_context, tmp_path
     spinner = Spinner(rclpy_context, probe.node)
     try:
         probe.wait_for_node(("labels",))
+        # --timeout polls the graph until the node is seen instead of a fixed 4 s --spin-time
+        # (see test_ros_cli.ros2); the node is already discovered here anyway.
         dump = subprocess.run(
-            ["ros2", "param", "dump", "/segment_node", "--no-daemon", "--spin-time", "4"],
+            ["ros2", "param", "dump", "/segment_node", "--no-daemon", "--spin-time", "0.5",
+             "--timeout", str(int(TIMEOUT))],
             env=launch_env, capture_output=True, text=True, timeout=TIMEOUT)
         assert dump.returncode == 0, dump.stdout + dump.stderr
         params = yaml.safe_load(dump.stdout)["/segment_node"]["ros__parameters"]
         assert {name: params[name] for name in (
-            "engine", "device", "precision", "network_height", "network_width", "input_type",
-            "qos", "image_topics", "use_sim_time")} == {
-            "engine": "onnxruntime", "device": "cpu", "precision": "fp32",
+            "engine", "onnx", "device", "precision", "network_height", "network_width",
+            "input_type", "qos", "image_topics", "use_sim_time")} == {
+            "engine": "onnxruntime", "onnx": str(small_onnx), "device": "cpu", "precision": "fp32",
             "network_height": 128, "network_width": 256, "input_type": "compressed",
             "qos": "reliable", "image_topics": ["cam_t/image_raw"], "use_sim_time": True}
         # log_level:=debug reached the node's loggers (rcl's own debug messages among them).
@@ -145,9 +149,11 @@ def test_bad_argument_value_fails_the_launch(launch_env, tmp_path):
 
 
 def _node_has_managed_flag() -> bool:
-    result = subprocess.run([sys.executable, "-m", "bisestdc_ros.cli.segment_node", "--help"],
-                            capture_output=True, text=True, timeout=TIMEOUT, cwd=REPO_ROOT)
-    return "--managed" in result.stdout
+    """Whether segment_node's --help lists --managed: its parser asked in process (a
+    subprocess per parametrization only to read the help cost an interpreter start each)."""
+    from bisestdc_ros.cli.segment_node import build_parser
+
+    return "--managed" in build_parser().format_help()
 
 
 def lifecycle_state(context, node_name: str = "/segment_node") -> str:
@@ -171,13 +177,15 @@ def lifecycle_state(context, node_name: str = "/segment_node") -> str:
 
 
 @pytest.mark.parametrize("autostart, state", [("false", "unconfigured"), ("true", "active")])
-def test_managed_starts_a_lifecycle_node(launch_env, rclpy_context, tmp_path, autostart, state):
+def test_managed_starts_a_lifecycle_node(launch_env, rclpy_context, tmp_path, autostart, state,
+                                        small_onnx):
     if not _node_has_managed_flag():
         pytest.skip("segment_node has no --managed flag yet (segment_node --help): the "
                     "lifecycle node is not implemented in bisestdc_ros/cli/segment_node.py")
     log = tmp_path / "launch.log"
-    process = start_process([*LAUNCH, *SMALL, "managed:=true", f"autostart:={autostart}"],
-                            launch_env, log)
+    # The test checkpoint exported (small_onnx): autostart's configure loads it without torch.
+    process = start_process([*LAUNCH, *SMALL, f"onnx:={small_onnx}", "managed:=true",
+                             f"autostart:={autostart}"], launch_env, log)
     try:
         wait_until(lambda: lifecycle_state(rclpy_context) == state, timeout=2 * TIMEOUT,
                    what=f"segment_node {state}")

@@ -130,22 +130,23 @@ def test_a_configure_with_bad_parameters_fails_and_stays_unconfigured(rclpy_cont
 @pytest.mark.slow
 @pytest.mark.skipif(not engine_available(), reason="bisestdc_core.inference is not available")
 def test_managed_flag_starts_an_unconfigured_node(rclpy_context, ros_env, tmp_path,
-                                                  test_checkpoint):
+                                                  small_onnx):
     """``segment_node --managed`` (what the launch file passes): nothing runs until activated."""
     from segment_harness import interrupt_group
 
     log = tmp_path / "node.log"
+    # The test checkpoint exported (small_onnx): configure loads it without torch.
     process = start_process(
         [".venv/bin/segment_node", "--managed", "--ros-args", "--params-file", str(CONFIG),
-         "-p", f"image_topics:=['{CAMERA}']", "-p", f"weights:={test_checkpoint}",
-         "-p", "engine:=torch", "-p", "model_name:=stdc1", "-p", "device:=cpu",
+         "-p", f"image_topics:=['{CAMERA}']", "-p", f"onnx:={small_onnx}",
+         "-p", "engine:=onnxruntime", "-p", "device:=cpu",
          "-p", "network_height:=128", "-p", "network_width:=256"], ros_env, log)
     probe = Probe(rclpy_context, CAMERA, name="managed_probe")
     spinner = Spinner(rclpy_context, probe.node)
     try:
         lifecycle = LifecycleClient(probe.node)
         assert lifecycle.state() == State.PRIMARY_STATE_UNCONFIGURED
-        assert "loading the torch engine" not in log.read_text()
+        assert "loading the onnxruntime engine" not in log.read_text()
         assert lifecycle.change(Transition.TRANSITION_CONFIGURE)
         assert output_topics_in_graph(probe.node) == set()
         assert lifecycle.change(Transition.TRANSITION_ACTIVATE)

@@ -128,9 +128,12 @@ def test_float_layer_left_float_has_no_quantized_input(stdc1_fp32, tmp_path):
 def test_segmenter_runs_int8_graphs_and_quantizes_weights_on_the_fly(test_checkpoint, tmp_path,
                                                                     caplog):
     frame = realistic_frames(1, 100, 180)[0]
+    # At 64 x 128: the 32 generated calibration scenes (their count is the product's) are made
+    # and run at the network size, a quarter of SMALL's pixels; the size is not the subject.
+    size = (64, 128)
     with caplog.at_level(logging.WARNING, logger="bisestdc_core.inference.onnxruntime.quantize"):
         seg = Segmenter(weights=test_checkpoint, engine="onnxruntime", precision="int8",
-                        network_size=SMALL)
+                        network_size=size)
     assert seg.precision == "int8" and seg.engine_name == "onnxruntime"
     assert "generated calibration scenes" in caplog.text
     labels = seg.segment(frame).labels
@@ -139,7 +142,7 @@ def test_segmenter_runs_int8_graphs_and_quantizes_weights_on_the_fly(test_checkp
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="bisestdc_core.inference.onnxruntime.quantize"):
         again = Segmenter(weights=test_checkpoint, engine="onnxruntime", precision="int8",
-                          network_size=SMALL)
+                          network_size=size)
     assert "reusing cached int8 graph" in caplog.text
     assert np.array_equal(again.segment(frame).labels, labels)
 

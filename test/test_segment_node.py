@@ -314,17 +314,19 @@ def test_invalid_start_parameter_exits_with_a_clear_error(ros_env, tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not engine_available(), reason="bisestdc_core.inference is not available")
 def test_node_process_matches_segmenter_and_survives_bad_input(rclpy_context, ros_env,
-                                                               tmp_path, test_checkpoint):
+                                                               tmp_path, small_onnx):
     from bisestdc_core.inference import Segmenter
     from bisestdc_core.inference.untrained_network import synthetic_frame
 
-    weights = test_checkpoint
-    engine = dict(weights=str(weights), engine="torch", device="cpu", precision="fp32",
-                  network_size=(128, 256), model_name="stdc1", num_classes=19)
+    # The test checkpoint exported (small_onnx), in the node and here: the node starts without
+    # torch (the torch engine from weights:= is compared with Segmenter in test_ros_cli's
+    # launch test).
+    engine = dict(onnx=str(small_onnx), engine="onnxruntime", device="cpu", precision="fp32",
+                  network_size=(128, 256))
     log = tmp_path / "node.log"
     process = start_node_process(ros_env, node_args(
-        "-p", f"weights:={weights}", "-p", "engine:=torch", "-p", "device:=cpu",
-        "-p", "model_name:=stdc1", "-p", "network_height:=128", "-p", "network_width:=256",
+        "-p", f"onnx:={small_onnx}", "-p", "engine:=onnxruntime", "-p", "device:=cpu",
+        "-p", "network_height:=128", "-p", "network_width:=256",
     ), log)
     probe = Probe(rclpy_context, CAMERA)
     spinner = Spinner(rclpy_context, probe.node)
@@ -364,7 +366,7 @@ def test_node_process_matches_segmenter_and_survives_bad_input(rclpy_context, ro
         status = wait_until(lambda: [m.status[0] for m in probe.messages("diagnostics")
                                      if m.status and kv(m.status[0])["frames"] != "0"],
                             what="/diagnostics")[-1]
-        assert kv(status)["engine"] == "torch" and kv(status)["precision"] == "fp32"
+        assert kv(status)["engine"] == "onnxruntime" and kv(status)["precision"] == "fp32"
         assert float(kv(status)["latency_p50_ms"]) > 0
 
         # A runtime parameter set with an invalid value is refused with the reason.

@@ -30,12 +30,12 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cpu_segmenters(checkpoint, tmp_path_factory):
-    """engine -> a Segmenter of ``checkpoint`` at SMALL (as the tests made them), made once for
-    the tests that only segment with it: the ONNX Runtime one exports the network to ONNX when
+    """engine -> a Segmenter of ``checkpoint`` at SMALL on the CPU, made once for the tests that
+    only segment with it: the ONNX Runtime one exports the network to ONNX when
     made (a second or two each time). Its own cache folder, like every test's (``_cache``)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BISESTDC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        return {"onnxruntime": Segmenter(weights=checkpoint, engine="onnxruntime",
+        return {"onnxruntime": Segmenter(weights=checkpoint, engine="onnxruntime", device="cpu",
                                          network_size=SMALL),
                 "torch": Segmenter(weights=checkpoint, engine="torch", device="cpu",
                                    network_size=SMALL)}
@@ -61,8 +61,8 @@ def test_auto_on_cpu_picks_onnxruntime_and_logs_why(checkpoint, caplog):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["onnxruntime", "torch"])
-def test_labels_at_frame_size_and_timings(checkpoint, engine):
-    seg = Segmenter(weights=checkpoint, engine=engine, device="cpu", network_size=SMALL)
+def test_labels_at_frame_size_and_timings(cpu_segmenters, engine):
+    seg = cpu_segmenters[engine]
     assert seg.engine_name == engine
     for height, width in [(128, 256), (100, 170), (240, 320)]:
         res = seg.segment(realistic_frames(1, height, width)[0], with_confidence=True)

@@ -131,6 +131,7 @@ class Trainer:
         self.out_dir = Path(cfg.train.out_dir)
         self.allow_config_change = allow_config_change
         self.skip_bad = skip_bad
+        self._log_file: logging.Handler | None = None
 
     # ---- 1. set-up ------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -144,9 +145,10 @@ class Trainer:
             check_output_dir(self.out_dir, "train.out_dir", ConfigError)
             # Temp files of a run killed while writing (last.pt, metrics.json): never complete.
             remove_stale_temps(self.out_dir)
-            handler = logging.FileHandler(self.out_dir / "train.log")
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-            logging.getLogger().addHandler(handler)
+            self._log_file = logging.FileHandler(self.out_dir / "train.log")
+            self._log_file.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logging.getLogger().addHandler(self._log_file)
         warning = check_schedule(cfg.optim, cfg.train.max_iters)
         if warning and self.dist.is_main:
             log.warning(warning)
@@ -302,6 +304,17 @@ class Trainer:
 
     # ---- 6. loop --------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
+        try:
+            return self._train()
+        finally:
+            # The run's train.log handler goes with the run: a later run in the same process
+            # (a notebook, a test) must not write into this run's log.
+            if self._log_file is not None:
+                logging.getLogger().removeHandler(self._log_file)
+                self._log_file.close()
+                self._log_file = None
+
+    def _train(self) -> dict[str, Any]:
         self._setup()
         self._check_resume()
         self._build_data()
