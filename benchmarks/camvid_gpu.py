@@ -25,9 +25,9 @@ import torch
 
 from bisestdc_core.cli.boundary import USAGE_EXIT, HelpFormatter
 from bisestdc_core.data.registry import build_dataset
-from bisestdc_core.errors import require_cuda_message
 from bisestdc_core.evaluation.evaluator import evaluate
 from bisestdc_core.models import load_checkpoint_model
+from bisestdc_core.torch_cuda import require_cuda_message
 from bisestdc_core.training.config import load_config
 from bisestdc_core.training.package_checkpoint import package_checkpoint
 from bisestdc_core.training.trainer import Trainer

@@ -10,17 +10,11 @@ class UsageError(ValueError):
     names it."""
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read or does not fit the network (raised by
+    :mod:`bisestdc_core.models.checkpoint`; defined here so that catching it loads no torch)."""
+
+
 def one_line(exc: BaseException) -> str:
     """An error message on one line (PyYAML's span several, with a caret drawing)."""
     return " ".join(str(exc).split())
-
-
-def require_cuda_message(what: str) -> str:
-    """Why CUDA is unavailable, for a one-line refusal that starts with ``what``."""
-    import torch  # noqa: PLC0415 - only a refusal needs it
-
-    if torch.version.cuda is None:
-        reason = f"this torch ({torch.__version__}) is a CPU-only build"
-    else:
-        reason = f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device"
-    return f"{what} but {reason}"

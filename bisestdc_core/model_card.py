@@ -36,6 +36,10 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # The maps an exported graph can return, in their output order.
 OUTPUTS = ("labels", "confidence")
 CHANNEL_ORDERS = ("rgb", "bgr")
+# The network names (the choices of --model-name): here, where the torch-free tools (bag-eval
+# on a Jetson) read them; bisestdc_core.models.registry maps each to its architecture and
+# refuses to import when the two differ.
+NETWORK_NAMES = ("bisestdc", "stdc1", "stdc2")
 # Networks run at most at Cityscapes' full 1024 x 2048 in either orientation (larger inputs
 # would only cost start-up memory: a hostile card asked for 8192 x 16384).
 MIN_NETWORK_SIDE, MAX_NETWORK_SIDE = 32, 2048

@@ -38,7 +38,7 @@ MODELS = tuple(MODEL_REGISTRY)
 DEFINERS = {
     "engine names": {"bisestdc_core/inference/registry.py"},
     "precisions": {"bisestdc_core/model_card.py", "bisestdc_core/inference/registry.py"},
-    "model names": set(),
+    "model names": {"bisestdc_core/model_card.py"},  # NETWORK_NAMES, for the torch-free tools
     "dataset names": {"bisestdc_core/data/registry.py"},
 }
 

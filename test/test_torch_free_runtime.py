@@ -50,3 +50,35 @@ def test_onnx_runtime_imports_no_torch(tmp_path):
     assert report["engine"] == "onnxruntime" and report["auto"] == "onnxruntime"
     assert report["labels"] == [40, 60] and report["confidence"] == [40, 60]
     assert 0 <= report["max_label"] < 19
+
+
+BAG_TOOLS_CHILD = """
+import json, sys
+from bisestdc_ros.cli import bag_eval, make_bag
+
+bag, onnx_path, out = sys.argv[1:4]
+made = make_bag.main(["--source", "synthetic", "--frames", "2", "--height", "64",
+                      "--width", "128", "--out", bag])
+scored = bag_eval.main(["--bag", bag, "--mode", "offline", "--onnx", onnx_path,
+                        "--engine", "onnxruntime", "--out", out])
+print(json.dumps({
+    "codes": [made, scored],
+    "torch": sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")),
+}))
+"""
+
+
+def test_rosbag_tools_run_an_onnx_graph_without_torch(tmp_path):
+    # Where the node runs (a Jetson with the runtime set only), drives are recorded and replayed
+    # through the bag tools on the same exported graph.
+    onnx_path = tmp_path / "tiny.onnx"
+    export_variant(seeded_network(), onnx_path, {"dynamic": True})
+    done = subprocess.run([sys.executable, "-c", BAG_TOOLS_CHILD, str(tmp_path / "bag"),
+                           str(onnx_path), str(tmp_path / "report")], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["codes"] == [0, 0], done.stderr
+    assert report["torch"] == [], f"torch modules loaded: {report['torch'][:5]}"
+    scored = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert scored["frames_scored"] == 2 and scored["engine"]["engine"] == "onnxruntime"

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bisestdc_core.data.check import DatasetCheckError
-from bisestdc_core.errors import UsageError, one_line
+from bisestdc_core.errors import CheckpointError, UsageError, one_line
 from bisestdc_core.model_card import ModelCardError
-from bisestdc_core.models.checkpoint import CheckpointError
 
 # Paths the user gives are checked and reported as one of these (a training config error is a
 # UsageError); an OSError from elsewhere (a package file missing from the installation, say) is

@@ -44,11 +44,12 @@ from bisestdc_core.cli.model_options import (
 from bisestdc_core.data.check import check_split
 from bisestdc_core.data.datasets import CityscapesDataset
 from bisestdc_core.data.registry import DATASET_NAMES, build_dataset, default_class_set
-from bisestdc_core.errors import UsageError, require_cuda_message
+from bisestdc_core.errors import UsageError
 from bisestdc_core.evaluation.evaluator import card_eval_scale, evaluate
 from bisestdc_core.evaluation.plots import plot_confusion_matrix, plot_per_class_iou
 from bisestdc_core.model_card import ModelCard, card_class_set
 from bisestdc_core.normalization import IMAGENET_MEAN, IMAGENET_STD
+from bisestdc_core.torch_cuda import require_cuda_message
 
 logger = logging.getLogger(__name__)
 

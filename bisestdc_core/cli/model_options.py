@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from bisestdc_core.classes import CLASS_SETS
 from bisestdc_core.inference.registry import AUTO, ENGINE_CHOICES
-from bisestdc_core.model_card import PRECISIONS
+from bisestdc_core.model_card import NETWORK_NAMES, PRECISIONS
 
 if TYPE_CHECKING:
     from bisestdc_core.inference.segmenter import Segmenter
@@ -96,10 +96,8 @@ def add_network_options(group: argparse._ArgumentGroup, *, model_name: bool = Tr
     """``--model-name`` (alias ``--model``; left out when ``model_name`` is False) and
     ``--num-classes``: what a file without a card (a seed checkpoint) or no file holds."""
     if model_name:
-        from bisestdc_core.inference.model_files import checkpoint_source  # noqa: PLC0415 - torch, for the names
-
         group.add_argument("--model-name", "--model", dest="model_name", default=model_default,
-                           choices=checkpoint_source().model_names(),
+                           choices=NETWORK_NAMES,
                            help="network of seed checkpoints and random weights (project "
                                 "checkpoints and exports name their own)")
     group.add_argument("--num-classes", type=int, default=num_classes_default,

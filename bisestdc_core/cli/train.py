@@ -27,7 +27,7 @@ from bisestdc_core.cli.boundary import (
     add_debug_flag,
     run_command,
 )
-from bisestdc_core.errors import require_cuda_message
+from bisestdc_core.torch_cuda import require_cuda_message
 from bisestdc_core.training.config import Config, ConfigError, load_config
 
 

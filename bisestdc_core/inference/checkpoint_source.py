@@ -36,11 +36,6 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def model_names() -> tuple[str, ...]:
-    """The registered network names (the choices of ``--model-name``)."""
-    return tuple(MODEL_REGISTRY)
-
-
 def load_network(weights: str | os.PathLike | None, model_name: str, num_classes: int
                  ) -> tuple[Any, ModelCard]:
     """:func:`.loading.load_network`: the fp32 network of ``weights`` and its card."""

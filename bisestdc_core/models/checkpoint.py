@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from bisestdc_core.artefacts import atomic_path
+from bisestdc_core.errors import CheckpointError
 from bisestdc_core.model_card import ModelCard, ModelCardError
 from bisestdc_core.models.registry import MODEL_REGISTRY
 from bisestdc_core.models.seed_keys import is_seed_state_dict
@@ -42,10 +43,6 @@ log = logging.getLogger(__name__)
 PROJECT_FORMAT = "bisestdc"
 _SHOW = 5  # offending tensors named in an error message
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6; older files are pickles
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be read or does not fit the network."""
 
 
 def _verified_records(path: Path) -> io.BytesIO | None:

@@ -1,14 +1,17 @@
 """The networks by name: the one place a network is registered.
 
-``MODEL_REGISTRY`` is the one definition of the model names: command-line choices, checkpoint
-cards and configs are checked against its keys. Adding a network: its spec in
-``segmentation.py`` (and backbone in ``backbones.py`` if new), one entry here, its configs.
+``MODEL_REGISTRY`` maps each of ``model_card.NETWORK_NAMES`` to its architecture: checkpoint
+cards and configs are checked against its keys, and the command lines offer the names (read
+from the card module, which loads no torch). Adding a network: its spec in
+``segmentation.py`` (and backbone in ``backbones.py`` if new), its name in ``NETWORK_NAMES``,
+one entry here, its configs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bisestdc_core.model_card import NETWORK_NAMES
 from bisestdc_core.models.seed_keys import SeedKeyMap
 from bisestdc_core.models.segmentation import (
     BISESTDC_SEG,
@@ -38,3 +41,7 @@ MODEL_REGISTRY: dict[str, RegisteredNetwork] = {
     "stdc1": RegisteredNetwork(STDC1_SEG, _STDC_SEG_SEED_KEYS),
     "stdc2": RegisteredNetwork(STDC2_SEG, _STDC_SEG_SEED_KEYS),
 }
+
+if tuple(MODEL_REGISTRY) != NETWORK_NAMES:
+    raise ImportError(f"MODEL_REGISTRY registers {tuple(MODEL_REGISTRY)} but "
+                      f"model_card.NETWORK_NAMES lists {NETWORK_NAMES}: keep the two equal")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from bisestdc_core.errors import require_cuda_message
+from bisestdc_core.torch_cuda import require_cuda_message
 from bisestdc_core.training.config import ConfigError
 
 

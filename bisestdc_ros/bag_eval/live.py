@@ -33,6 +33,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from bisestdc_core.inference.cuda_probe import cuda_available
 from bisestdc_core.stage_timings import StageTimings
 from bisestdc_ros.bag_eval.errors import EvalError
 from bisestdc_ros.bag_eval.model_card import EvalModel
@@ -242,12 +243,11 @@ def live_engine_info(reported: dict[str, str], args: argparse.Namespace, card: E
 
 
 def resolved_device(requested: str, engine: str | None) -> str:
-    """The node's device: ``auto`` resolves as the Segmenter does on this machine."""
+    """The node's device: ``auto`` resolves as the Segmenter does on this machine (asking the
+    CUDA driver: this tool, like the node, runs where no torch is installed)."""
     if requested != "auto":
         return requested
-    import torch  # noqa: PLC0415
-
-    cuda = torch.cuda.is_available()
+    cuda = cuda_available()
     if engine == "onnxruntime" and cuda:
         return "cuda (if ONNX Runtime has its CUDA provider, else cpu)"
     return "cuda" if cuda else "cpu"
