@@ -44,8 +44,8 @@ lint: venv
 # The pytest suite, run through colcon so that the installed package is what gets tested.
 # Three pytest-xdist workers, one test file each at a time (module fixtures built once per file;
 # each worker gets its own ROS domain ids, test/conftest.py): most end-to-end tests wait on
-# subprocesses and DDS, so three workers keep two cores busy (measured: 286 s against 408 s
-# with one). TEST_WORKERS=0 runs them in one process.
+# subprocesses and DDS, so three workers keep two cores busy (measured on the suite of
+# 2026-12-01: 286 s against 408 s with one). TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 3
 colcon: venv
 	source $(VENV)/bin/activate && rm -rf build install log/latest_test \
