@@ -53,12 +53,17 @@ def weights(test_weights) -> Path:
     return test_weights
 
 
+@pytest.fixture(scope="session")
+def onnx_cache_dir(tmp_path_factory) -> Path:
+    """The session's ONNX export cache folder, never the user's ~/.cache."""
+    return tmp_path_factory.getbasetemp() / "bisestdc_cache"
+
+
 @pytest.fixture
-def onnx_cache(tmp_path_factory, monkeypatch) -> Path:
-    """One ONNX export cache per session, never the user's ~/.cache."""
-    root = tmp_path_factory.getbasetemp() / "bisestdc_cache"
-    monkeypatch.setenv("BISESTDC_CACHE_DIR", str(root))
-    return root
+def onnx_cache(onnx_cache_dir, monkeypatch) -> Path:
+    """``onnx_cache_dir`` as the cache of this test (and the processes it starts)."""
+    monkeypatch.setenv("BISESTDC_CACHE_DIR", str(onnx_cache_dir))
+    return onnx_cache_dir
 
 
 def synthetic_bag(path: Path, *extra: str, frames: int = 3) -> Path:
@@ -319,13 +324,13 @@ def test_stamp_matcher_scores_pairs_in_any_order():
 
 
 @pytest.fixture(scope="module")
-def direct_miou(weights, tmp_path_factory) -> float:
+def direct_miou(weights, onnx_cache_dir) -> float:
     """The mIoU of a Segmenter over the synthetic frames the 4-frame bags hold, computed once:
     raw and png (lossless) bags carry the same frames."""
     from bisestdc_core.inference import Segmenter
 
-    with pytest.MonkeyPatch.context() as patch:  # onnx_cache's folder (a function fixture)
-        patch.setenv("BISESTDC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "bisestdc_cache"))
+    with pytest.MonkeyPatch.context() as patch:  # onnx_cache is per test: set it here
+        patch.setenv("BISESTDC_CACHE_DIR", str(onnx_cache_dir))
         segmenter = Segmenter(weights=str(weights), engine="onnxruntime", device="cpu",
                               network_size=tuple(int(v) for v in NETWORK_SIZE))
     matrix = ConfusionMatrix(19)

@@ -18,7 +18,7 @@ import pytest
 import torch
 from inference_helpers import export_graph
 from onnx_graphs import qdq_model
-from test_tensorrt_failures import GPU, NETWORK_SIZE, stand_in_pycuda
+from test_tensorrt_failures import GPU, NETWORK_SIZE, StandInLogger, stand_in_pycuda
 
 from bisestdc_core.artefacts import sidecar_path
 from bisestdc_core.inference import Segmenter
@@ -106,12 +106,6 @@ def stand_in_builder_tensorrt(version: str, dla_cores: int = 0) -> types.ModuleT
     StandInBuilder.log = {}
     StandInBuilder.num_DLA_cores = dla_cores
 
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, level):
-            self.level = level
-
     class OnnxParser:
         num_errors = 0
 
@@ -125,7 +119,7 @@ def stand_in_builder_tensorrt(version: str, dla_cores: int = 0) -> types.ModuleT
         def __init__(self):
             pass
 
-    trt.Logger, trt.Builder, trt.OnnxParser = Logger, StandInBuilder, OnnxParser
+    trt.Logger, trt.Builder, trt.OnnxParser = StandInLogger, StandInBuilder, OnnxParser
     trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
     if platform.has_progress_monitor(version):
         class IProgressMonitor:

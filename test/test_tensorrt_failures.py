@@ -164,16 +164,19 @@ class StandInEngine:
         return "uint8"
 
 
+class StandInLogger:
+    """``tensorrt.Logger`` of the stand-ins: the level the code asked for, nothing logged."""
+
+    WARNING = 2
+
+    def __init__(self, level):
+        self.level = level
+
+
 def stand_in_tensorrt(engine: object) -> types.ModuleType:
     """A ``tensorrt`` stand-in whose Runtime.deserialize_cuda_engine returns ``engine``."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = TRT_VERSION
-
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, level):
-            self.level = level
 
     class Runtime:
         def __init__(self, logger):
@@ -182,7 +185,7 @@ def stand_in_tensorrt(engine: object) -> types.ModuleType:
         def deserialize_cuda_engine(self, data):  # noqa: ARG002 - any bytes
             return engine
 
-    trt.Logger, trt.Runtime = Logger, Runtime
+    trt.Logger, trt.Runtime = StandInLogger, Runtime
     trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
     trt.nptype = lambda dtype: np.dtype(dtype).type
     return trt

@@ -39,14 +39,21 @@ print(json.dumps({
 """
 
 
-def test_onnx_runtime_imports_no_torch(tmp_path):
-    onnx_path = tmp_path / "tiny.onnx"
-    export_variant(seeded_network(), onnx_path, {"dynamic": True, "confidence": True})
-    done = subprocess.run([sys.executable, "-c", CHILD, str(onnx_path)], cwd=REPO_ROOT,
+def run_fresh(script: str, *args: object) -> dict:
+    """``script`` in a fresh interpreter: the JSON it prints last, after checking that it
+    exited 0 and that no torch module was loaded (its "torch" entry)."""
+    done = subprocess.run([sys.executable, "-c", script, *map(str, args)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["torch"] == [], f"torch modules loaded: {report['torch'][:5]}"
+    return report
+
+
+def test_onnx_runtime_imports_no_torch(tmp_path):
+    onnx_path = tmp_path / "tiny.onnx"
+    export_variant(seeded_network(), onnx_path, {"dynamic": True, "confidence": True})
+    report = run_fresh(CHILD, onnx_path)
     assert report["engine"] == "onnxruntime" and report["auto"] == "onnxruntime"
     assert report["labels"] == [40, 60] and report["confidence"] == [40, 60]
     assert 0 <= report["max_label"] < 19
@@ -73,12 +80,7 @@ def test_rosbag_tools_run_an_onnx_graph_without_torch(tmp_path):
     # through the bag tools on the same exported graph.
     onnx_path = tmp_path / "tiny.onnx"
     export_variant(seeded_network(), onnx_path, {"dynamic": True})
-    done = subprocess.run([sys.executable, "-c", BAG_TOOLS_CHILD, str(tmp_path / "bag"),
-                           str(onnx_path), str(tmp_path / "report")], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["codes"] == [0, 0], done.stderr
-    assert report["torch"] == [], f"torch modules loaded: {report['torch'][:5]}"
+    report = run_fresh(BAG_TOOLS_CHILD, tmp_path / "bag", onnx_path, tmp_path / "report")
+    assert report["codes"] == [0, 0]
     scored = json.loads((tmp_path / "report" / "report.json").read_text())
     assert scored["frames_scored"] == 2 and scored["engine"]["engine"] == "onnxruntime"
